@@ -1,0 +1,42 @@
+"""Device runtimes behind one protocol; ``create_runtime(name, model_path)`` picks one by name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.runtimes.base import BaseRuntime, Runtime, TensorSpec, check_inputs
+
+__all__ = ["RUNTIMES", "BaseRuntime", "Runtime", "TensorSpec", "check_inputs", "create_runtime", "register_runtime"]
+
+
+def _onnx(model_path: str | os.PathLike[str], **options: Any) -> Runtime:
+    from lab.runtimes.onnx import OnnxRuntime  # lazy: importing lab must not import onnxruntime
+
+    return OnnxRuntime(model_path, **options)
+
+
+#: name -> factory(model_path, **options); later issues add "simnpu", "torch", "torch-cuda".
+RUNTIMES: dict[str, Callable[..., Runtime]] = {"onnx": _onnx}
+
+
+def register_runtime(name: str, factory: Callable[..., Runtime]) -> None:
+    """Make ``create_runtime(name, ...)`` call ``factory(model_path, **options)``."""
+    RUNTIMES[name] = factory
+
+
+def create_runtime(name: str, model_path: str | os.PathLike[str], **options: Any) -> Runtime:
+    """Create the runtime registered as ``name`` for ``model_path``.
+
+    Raises:
+        ConfigError: unknown runtime name.
+        ModelLoadError: the model cannot be loaded.
+        RuntimeUnavailable: the backend is not installed.
+    """
+    try:
+        factory = RUNTIMES[name]
+    except KeyError:
+        raise ConfigError(f"unknown runtime {name!r}: expected one of {sorted(RUNTIMES)}") from None
+    return factory(model_path, **options)
