@@ -32,6 +32,7 @@ __all__ = [
     "Span",
     "Trace",
     "lane_kind",
+    "lane_sort_key",
 ]
 
 LANE_HOST = "host"
@@ -85,7 +86,8 @@ def lane_kind(lane: str) -> str:
     return lane.split("/", 1)[0]
 
 
-def _lane_sort_key(lane: str) -> tuple[int, str, int, str]:
+def lane_sort_key(lane: str) -> tuple[int, str, int, str]:
+    """Sort key putting lanes in timeline order: queue, host/0, host/1, ..., h2d, device/*, d2h, others."""
     kind, _, sub = lane.partition("/")
     rank = LANE_KINDS.index(kind) if kind in LANE_KINDS else len(LANE_KINDS)
     return (rank, kind, int(sub) if sub.isdigit() else -1, sub)
@@ -112,7 +114,7 @@ class Trace:
     @property
     def lanes(self) -> list[str]:
         """Lanes in timeline order (queue, host workers, DMA in, device, DMA out)."""
-        return sorted({s.lane for s in self.spans}, key=_lane_sort_key)
+        return sorted({s.lane for s in self.spans}, key=lane_sort_key)
 
     @property
     def start_ns(self) -> int:
@@ -177,7 +179,7 @@ class Trace:
         ``origin_ns``.
         """
         origin = self.origin_ns or 0
-        kinds = sorted({lane_kind(lane) for lane in self.lanes}, key=lambda k: _lane_sort_key(k))
+        kinds = sorted({lane_kind(lane) for lane in self.lanes}, key=lambda k: lane_sort_key(k))
         pid_of = {k: i + 1 for i, k in enumerate(kinds)}
         tid_of: dict[str, int] = {}
         events: list[dict[str, Any]] = []
