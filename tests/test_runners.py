@@ -144,21 +144,41 @@ def test_async_timeout_then_cancel_frees_the_slot() -> None:
         assert rt.calls == 2
 
 
-def test_async_cancel_while_running_frees_slot_when_worker_finishes() -> None:
+def test_async_running_request_cannot_be_cancelled_and_frees_its_slot_when_done() -> None:
     gate = threading.Event()
     clock = FakeClock()
     rt = FakeRuntime(clock, gate=gate)
     with AsyncRunner(rt, workers=1, max_inflight=1, clock=clock) as runner:
         running = runner.run(np.ones((1, 4), np.float32))
         assert rt.entered.wait(5)  # the worker is inside infer, held by the gate
-        running.cancel()
-        with pytest.raises(RequestCancelled):
-            running.wait(5)
+        assert not running.cancel()  # started: it runs to completion, as in concurrent.futures
         nxt = runner.run(np.ones((1, 4), np.float32))
         with pytest.raises(RequestTimeout):
-            nxt.wait(0.05)  # the slot is still held by the running request
+            nxt.wait(0.05)  # the only slot is still held by the running request
         gate.set()
+        assert running.wait(5)[0].shape == (1, 4)
         assert nxt.wait(5)[0].shape == (1, 4)
+
+
+def test_async_await_cancellation_cancels_a_pending_request() -> None:
+    gate = threading.Event()
+    clock = FakeClock()
+    rt = FakeRuntime(clock, gate=gate)
+    with AsyncRunner(rt, workers=1, max_inflight=1, clock=clock) as runner:
+        first = runner.run(np.ones((1, 4), np.float32))
+
+        async def main() -> None:
+            task = asyncio.ensure_future(runner.async_run(np.ones((1, 4), np.float32)))
+            await asyncio.sleep(0)  # let the task submit (an event-loop turn, not a timed sleep)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        gate.set()
+        first.wait(5)
+        assert runner.run(np.ones((1, 4), np.float32)).wait(5)[0].shape == (1, 4)
+        assert rt.calls == 2  # the cancelled request never ran
 
 
 def test_async_close_joins_threads_and_refuses_new_work() -> None:
@@ -166,7 +186,7 @@ def test_async_close_joins_threads_and_refuses_new_work() -> None:
     runner.run(np.ones((1, 4), np.float32)).wait(5)
     runner.close()
     runner.close()  # idempotent
-    assert not runner._thread.is_alive()
+    assert not any(t.is_alive() for t in runner._threads)
     with pytest.raises(RunnerClosed):
         runner.run(np.ones((1, 4), np.float32))
 

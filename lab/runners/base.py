@@ -64,6 +64,12 @@ class RunResult:
         """Predictions of the measured (non-warm-up) requests."""
         return None if self.predictions is None else self.predictions[self.warmup:]
 
+    def latencies_ns(self) -> np.ndarray:
+        """Latencies of the measured requests (warm-ups, the cold request(s) and failures excluded)."""
+        cold = self.metrics.extra.get("num_cold", 1)
+        ids = sorted(self.records, key=lambda r: r.request_id)
+        return np.array([r.latency_ns for r in ids[cold:] if r.ok and not r.warmup], dtype=np.int64)
+
     def accuracy(self, labels: np.ndarray | None) -> float | None:
         """Fraction of measured requests whose prediction equals its sample's label (failed = wrong)."""
         if labels is None or self.predictions is None:
@@ -149,7 +155,7 @@ def build_result(mode: str, *, runtime: Runtime, outputs: list[list[np.ndarray] 
     preds = None
     if predictions is not None:
         preds = _stack_predictions(predictions)
-    metrics = compute_metrics(records, trace.spans, num_cold=num_cold, extra=extra)
+    metrics = compute_metrics(records, trace.spans, num_cold=num_cold, extra={**(extra or {}), "num_cold": num_cold})
     trace.metadata.update({"mode": mode, "device": runtime.device, "runtime": runtime.name, **config})
     return RunResult(mode=mode, outputs=outputs, predictions=preds, sample_indices=sample_indices, warmup=warmup,
                      errors=errors, records=records, trace=trace, metrics=metrics, config=config)
