@@ -70,10 +70,11 @@ class SyncRunner:
         record = prof.record
         outputs: list[list[np.ndarray] | None] = []
         predictions: list[Any] | None = [] if post is not None else None
-        records: list[RequestRecord] = []
         errors: list[RequestError] = []
+        rows: list[tuple[int, int, int, int, bool, bool]] = []  # RequestRecords, built after the loop
+        is_array = isinstance(samples, np.ndarray)
         for rid, i in enumerate(plan.tolist()):
-            x = take(samples, i)
+            x = samples[i:i + 1] if is_array else take(samples, i)
             t0 = clock()
             try:
                 if pre is not None:
@@ -87,11 +88,11 @@ class SyncRunner:
             except Exception as exc:  # noqa: BLE001 - one failed request must not stop the others
                 errors.append(RequestError(rid, exc))
                 out, p, ok = None, None, False
-            t1 = clock()
-            records.append(RequestRecord(rid, t0, t0, t1, ok, rid < warmup))
+            rows.append((rid, t0, t0, clock(), ok, rid < warmup))
             outputs.append(out)
             if predictions is not None:
                 predictions.append(p if ok else None)
+        records = [RequestRecord._make(r) for r in rows]
         return build_result(self.mode, runtime=self.runtime, outputs=outputs, predictions=predictions,
                             sample_indices=plan, warmup=warmup, errors=errors, records=records,
                             trace=prof.trace(), config={**self.config(), "samples": n})

@@ -141,6 +141,7 @@ class OnnxRuntime(BaseRuntime):
         self.device = f"cpu ({ort.get_device()}, onnxruntime {ort.__version__})"
         self._slots: dict[tuple[int, int], _Slot] = {}
         self._slots_lock = threading.Lock()
+        self._lanes: dict[int, tuple[str, str, str]] = {}
         self._out_names = [o.name for o in self.outputs]
         # single-input models whose only dynamic axis is the batch: validated by _fast_feed
         self._fast: tuple[str, np.dtype[Any], tuple[int, ...], int] | None = None
@@ -220,10 +221,11 @@ class OnnxRuntime(BaseRuntime):
         outputs = s.binding.copy_outputs_to_cpu()
         t3 = clock()
         if profiler is not None and profiler.enabled:
-            add = profiler._rows.append  # the fast path: one append per span
-            add((f"h2d/{slot}", "upload", request_id, t0, t1, None))
-            add((f"device/{slot}", "compute", request_id, t1, t2, None))
-            add((f"d2h/{slot}", "download", request_id, t2, t3, None))
+            lanes = self._lanes.get(slot) or self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
+            # one list.extend of three tuples: the cheapest way to record three spans
+            profiler._rows.extend(((lanes[0], "upload", request_id, t0, t1, None),
+                                   (lanes[1], "compute", request_id, t1, t2, None),
+                                   (lanes[2], "download", request_id, t2, t3, None)))
         return outputs
 
     def describe(self) -> dict[str, Any]:
