@@ -99,7 +99,8 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from lab.errors import ConfigError
 
-        raise ConfigError(f"unknown model {args.model!r}: expected one of {sorted(WORKLOADS)} or a path to an .onnx file")
+        raise ConfigError(
+            f"unknown model {args.model!r}: expected one of {sorted(WORKLOADS)} or a path to an .onnx file")
     try:
         result = run(config, workload=workload, runtime=runtime)
     finally:

@@ -270,7 +270,8 @@ class Trace:
                     end = start + round(float(e.get("dur", 0)) * 1000)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise TraceFormatError(f"a complete ('X') event needs numeric 'ts' and 'dur': {e!r}") from exc
-                lane = thread_names.get((e.get("pid"), e.get("tid"))) or str(e.get("cat") or f"{e.get('pid')}/{e.get('tid')}")
+                lane = (thread_names.get((e.get("pid"), e.get("tid")))
+                        or str(e.get("cat") or f"{e.get('pid')}/{e.get('tid')}"))
                 args = dict(e.get("args") or {})
                 rid = args.pop("request_id", -1)
                 spans.append(Span(lane, str(e.get("name")), int(rid) if isinstance(rid, (int, float)) else -1,

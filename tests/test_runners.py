@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from fakes import FakeRuntime, argmax_post, samples
+
 from lab.clock import FakeClock
 from lab.errors import ConfigError, DeviceError, InputError, RequestCancelled, RequestTimeout, RunnerClosed
 from lab.runners import AsyncRunner, BatchRunner, SyncRunner

@@ -113,7 +113,8 @@ def sample_plan(samples: Any, *, warmup: int, requests: int | None) -> tuple[int
     try:
         n = len(samples)
     except TypeError:
-        raise InputError(f"samples must be an array or sequence with a leading batch axis, got {type(samples).__name__}") from None
+        raise InputError(
+            f"samples must be an array or sequence with a leading batch axis, got {type(samples).__name__}") from None
     if n == 0:
         raise InputError("samples is empty: expected at least one sample")
     if warmup < 0:

@@ -97,7 +97,7 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Inputs) -> dict[str, np.nd
                 f"input {spec.name!r}: expected rank {len(spec.shape)} ({spec.describe()}), "
                 f"got rank {arr.ndim} with shape {tuple(arr.shape)}"
             )
-        for dim, (want, have) in enumerate(zip(spec.shape, arr.shape)):
+        for dim, (want, have) in enumerate(zip(spec.shape, arr.shape, strict=True)):
             if want is not None and want != have:
                 raise InputError(
                     f"input {spec.name!r}: expected shape {spec.describe()}, got {tuple(arr.shape)} "

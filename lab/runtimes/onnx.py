@@ -221,7 +221,9 @@ class OnnxRuntime(BaseRuntime):
         outputs = s.binding.copy_outputs_to_cpu()
         t3 = clock()
         if profiler is not None and profiler.enabled:
-            lanes = self._lanes.get(slot) or self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
+            lanes = self._lanes.get(slot)
+            if lanes is None:
+                lanes = self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
             # one list.extend of three tuples: the cheapest way to record three spans
             profiler._rows.extend(((lanes[0], "upload", request_id, t0, t1, None),
                                    (lanes[1], "compute", request_id, t1, t2, None),
