@@ -9,6 +9,7 @@ Our exception hierarchy::
     ├── InputError (ValueError)         a request's shape, rank or dtype does not fit the model
     ├── DeviceError                     the backend failed while executing a request
     ├── RequestCancelled                the request was cancelled before it completed
+    ├── RequestFailed                   a queued request failed; carries its context and cause
     ├── RequestTimeout (TimeoutError)   waiting for a request's result timed out
     ├── QueueFull                       a bounded queue refused a request
     ├── RunnerClosed                    the runner (or runtime) was used after close()
@@ -28,6 +29,7 @@ __all__ = [
     "ModelLoadError",
     "QueueFull",
     "RequestCancelled",
+    "RequestFailed",
     "RequestTimeout",
     "RunnerClosed",
     "RuntimeUnavailable",
@@ -61,6 +63,15 @@ class DeviceError(LabError):
 
 class RequestCancelled(LabError):
     """The request was cancelled before it completed; its slot has been freed."""
+
+
+class RequestFailed(LabError):
+    """A request received through a completion queue failed; ``context`` says which, ``__cause__`` why."""
+
+    def __init__(self, context: object, error: BaseException) -> None:
+        super().__init__(f"request with context {context!r} failed: {type(error).__name__}: {error}")
+        self.context = context
+        self.error = error
 
 
 class RequestTimeout(LabError, TimeoutError):

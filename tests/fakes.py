@@ -66,3 +66,12 @@ def samples(n: int = 10) -> np.ndarray:
 
 def argmax_post(outputs: Any) -> np.ndarray:
     return np.argmax(outputs[0], axis=1)
+
+
+class SteppingClock(FakeClock):
+    """A FakeClock that a load generator can "sleep" on: ``sleep_until`` jumps forward, never back."""
+
+    def sleep_until(self, deadline_ns: int) -> None:
+        now = self()
+        if deadline_ns > now:
+            self.advance(deadline_ns - now)

@@ -251,13 +251,21 @@ class AsyncRunner:
             fut.set_result(out)
 
     # -- single requests -------------------------------------------------------------
-    def run(self, x: Inputs) -> RequestHandle:
-        """Submit one request (``x`` with a leading batch axis); returns at once with a handle."""
+    def run(self, x: Inputs, *, arrival_ns: int | None = None) -> RequestHandle:
+        """Submit one request (``x`` with a leading batch axis); returns at once with a handle.
+
+        Args:
+            x: the request's input.
+            arrival_ns: when the request *should* have arrived (a load generator's schedule);
+                latency is measured from it, so time lost before submission is not hidden.
+                Default: now.
+        """
         if self._closed:
             raise RunnerClosed("this AsyncRunner is closed; create a new one")
         rid = next(self._ids)
         fut: cf.Future[Any] = cf.Future()
-        self._admit(_Job(self._stream, rid, x, fut, self.clock(), False), block=False)
+        submit = self.clock() if arrival_ns is None else arrival_ns
+        self._admit(_Job(self._stream, rid, x, fut, submit, False), block=False)
         return RequestHandle(fut, rid)
 
     async def async_run(self, x: Inputs) -> list[np.ndarray]:
