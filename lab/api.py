@@ -9,16 +9,34 @@ from lab.runners import AsyncRunner, BatchRunner, RunResult, SyncRunner
 from lab.runtimes import Runtime, create_runtime
 from lab.zoo import Workload, load_workload
 
-__all__ = ["make_runner", "run"]
+__all__ = ["make_runner", "make_sut", "run"]
 
 
 def make_runner(config: RunConfig, runtime: Runtime, workload: Workload | None = None) -> Any:
     """The runner ``config.mode`` names, over ``runtime``, with ``workload``'s pre/postprocessing."""
     if config.mode is Mode.SYNC:
         return SyncRunner(runtime, workload=workload, profile=config.profile)
+    if config.parallel is not None and config.mode is Mode.ASYNC:
+        from lab.runners.async_api import AsyncRuntime
+
+        return AsyncRuntime(runtime, parallel=config.parallel, workload=workload, profile=config.profile)
     if config.mode is Mode.BATCH:
         return BatchRunner(runtime, batch_size=config.batch_size, partial=config.partial, workload=workload,
                            profile=config.profile)
+    return AsyncRunner(runtime, workers=config.workers, max_inflight=config.max_inflight, workload=workload,
+                       profile=config.profile)
+
+
+def make_sut(config: RunConfig, runtime: Runtime, workload: Workload | None = None) -> Any:
+    """The system under test a load generator drives: dynamic batcher, AsyncRuntime or AsyncRunner."""
+    from lab.loadgen import DynamicBatcher
+    from lab.runners.async_api import AsyncRuntime
+
+    if config.mode is Mode.BATCH:
+        return DynamicBatcher(runtime, max_batch=config.batch_size, max_delay_ms=config.max_delay_ms,
+                              workload=workload, profile=config.profile)
+    if config.parallel is not None:
+        return AsyncRuntime(runtime, parallel=config.parallel, workload=workload, profile=config.profile)
     return AsyncRunner(runtime, workers=config.workers, max_inflight=config.max_inflight, workload=workload,
                        profile=config.profile)
 
@@ -36,14 +54,26 @@ def run(config: RunConfig, *, workload: Workload | None = None, runtime: Runtime
     workload = workload if workload is not None else load_workload(config.model)
     own = runtime is None
     rt = runtime if runtime is not None else create_runtime(config.runtime, workload.model_path,
-                                                           **({"threads": config.threads} if config.threads else {}))
-    runner = make_runner(config, rt, workload)
+                                                           **config.runtime_options())
+    data = workload.samples if samples is None else samples
     try:
-        result = runner.run_all(workload.samples if samples is None else samples,
-                                warmup=config.warmup, requests=config.requests)
+        if config.load is not None:
+            from lab.loadgen import run_load
+
+            sut = make_sut(config, rt, workload)
+            try:
+                result = run_load(sut, data, scenario=config.load, requests=config.requests, warmup=config.warmup,
+                                  concurrency=config.concurrency, rate=config.rate, seed=config.seed)
+            finally:
+                sut.close()
+        else:
+            runner = make_runner(config, rt, workload)
+            try:
+                result = runner.run_all(data, warmup=config.warmup, requests=config.requests)
+            finally:
+                if isinstance(runner, AsyncRunner):
+                    runner.close()
     finally:
-        if isinstance(runner, AsyncRunner):
-            runner.close()
         if own:
             rt.close()
     result.config.update(config.to_dict())

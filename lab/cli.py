@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure one configuration (like benchmark_app)")
     b.add_argument("--model", default="digits", help="workload name (e.g. digits) or a path to an .onnx file")
-    b.add_argument("--runtime", default="onnx", help="runtime name (default: onnx)")
+    b.add_argument("--runtime", default="onnx", help="runtime name: onnx, simnpu (the simulated NPU), ...")
     b.add_argument("--mode", default="sync", choices=["sync", "batch", "async"])
     b.add_argument("--batch-size", type=_positive("batch size"), default=8)
     b.add_argument("--workers", type=_positive("workers"), default=2)
@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=_positive("threads"), default=None, help="runtime intra-op threads")
     b.add_argument("--partial", choices=["dynamic", "pad"], default="dynamic", help="partial last batch policy")
     b.add_argument("--no-profile", action="store_true", help="record no spans")
+    b.add_argument("--load", choices=["single", "closed", "poisson", "offline"], default=None,
+                   help="drive the run with a load generator (MLPerf scenarios); batch mode = dynamic batching")
+    b.add_argument("--rate", type=float, default=None, help="arrivals per second for --load poisson")
+    b.add_argument("--concurrency", type=_positive("concurrency"), default=1, help="outstanding requests, closed loop")
+    b.add_argument("--parallel", type=int, choices=[1, 2], default=None,
+                   help="RBLN-style AsyncRuntime: 1, or 2 for double buffering")
+    b.add_argument("--max-delay-ms", type=float, default=2.0, help="dynamic batching: longest wait to fill a batch")
+    b.add_argument("--preset", default=None, help="simulated NPU preset (simnpu): teaching, warboy, atom")
+    b.add_argument("--pe-mode", choices=["single", "fused"], default="single", help="simulated NPU PE mode")
+    b.add_argument("--devices", type=_positive("devices"), default=1, help="simulated NPU devices")
+    b.add_argument("--seed", type=int, default=0, help="seeds Poisson arrivals and simulated faults")
     b.add_argument("--json", dest="json_path", help="write the results as JSON here")
     b.add_argument("--trace", dest="trace_path", help="write the Chrome trace (Perfetto) here")
 
@@ -88,8 +99,10 @@ def _bench(args: argparse.Namespace) -> int:
     config = RunConfig(model=args.model, runtime=args.runtime, mode=args.mode, requests=args.requests,
                        warmup=args.warmup, batch_size=args.batch_size, workers=args.workers,
                        max_inflight=args.max_inflight, threads=args.threads, partial=args.partial,
-                       profile=not args.no_profile)
-    options = {"threads": args.threads} if args.threads else {}
+                       profile=not args.no_profile, load=args.load, rate=args.rate, concurrency=args.concurrency,
+                       parallel=args.parallel, max_delay_ms=args.max_delay_ms, preset=args.preset,
+                       pe_mode=args.pe_mode, devices=args.devices, seed=args.seed)
+    options = config.runtime_options()
     if args.model in WORKLOADS:
         workload = load_workload(args.model)
         runtime = create_runtime(args.runtime, workload.model_path, **options)
@@ -123,6 +136,8 @@ def _bench(args: argparse.Namespace) -> int:
         "peak_inflight": m["peak_inflight"],
         "load_ms": m.get("load_ms"),
         "batches": m.get("batches"),
+        "batch_sizes": m.get("batch_sizes"),
+        "load": m.get("load"),
         "config": {**result.config, **runtime.describe()},
         "environment": collect_environment(),
         "measurement": {
@@ -131,6 +146,8 @@ def _bench(args: argparse.Namespace) -> int:
             "throughput": "completions per second in the steady window (10%..90% of completions when >= 20)",
         },
     }
+    if "simulat" in runtime.device.lower():
+        print(f"device: {runtime.device} -- a simulator: modelled times, not a real NPU")
     print(result.summary())
     acc = doc["accuracy"]
     print(f"  accuracy {acc:.4f}" if acc is not None else "  accuracy n/a (no labels)")

@@ -8,7 +8,10 @@ from typing import Any
 
 from lab.errors import ConfigError
 
-__all__ = ["Mode", "RunConfig"]
+__all__ = ["LOADS", "Mode", "RunConfig"]
+
+#: Load generator scenarios (MLPerf LoadGen: SingleStream, closed loop, Server, Offline).
+LOADS = ("single", "closed", "poisson", "offline")
 
 
 class Mode(str, enum.Enum):
@@ -41,6 +44,17 @@ class RunConfig:
         threads: runtime intra-op threads (None: the backend's default).
         partial: partial last batch policy, ``"dynamic"`` or ``"pad"``.
         profile: record spans.
+        load: a load generator scenario (``single``, ``closed``, ``poisson``, ``offline``) or None
+            for a plain run in ``mode``. With a load, batch mode means dynamic batching.
+        rate: arrivals per second (poisson).
+        concurrency: outstanding requests (closed loop).
+        parallel: 1 or 2 to drive an RBLN-style ``AsyncRuntime`` (double buffering with 2)
+            instead of an ``AsyncRunner`` with ``workers``; None: workers.
+        max_delay_ms: dynamic batching's longest wait for a batch to fill.
+        preset: simulated NPU preset (``simnpu`` runtime only).
+        pe_mode: ``single`` or ``fused`` processing elements (``simnpu`` only).
+        devices: simulated devices (``simnpu`` only).
+        seed: seeds Poisson arrivals and the simulator's fault injection.
     """
 
     model: str = "digits"
@@ -54,6 +68,15 @@ class RunConfig:
     threads: int | None = None
     partial: str = "dynamic"
     profile: bool = True
+    load: str | None = None
+    rate: float | None = None
+    concurrency: int = 1
+    parallel: int | None = None
+    max_delay_ms: float = 2.0
+    preset: str | None = None
+    pe_mode: str = "single"
+    devices: int = 1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -70,6 +93,27 @@ class RunConfig:
             _int("threads", self.threads, 1)
         if self.partial not in ("dynamic", "pad"):
             raise ConfigError(f"partial must be 'dynamic' or 'pad', got {self.partial!r}")
+        if self.load is not None and self.load not in LOADS:
+            raise ConfigError(f"load must be one of {list(LOADS)} or None, got {self.load!r}")
+        if self.load == "poisson" and not (isinstance(self.rate, (int, float)) and self.rate > 0):
+            raise ConfigError(f"a poisson load needs rate > 0 requests/s, got {self.rate!r}")
+        _int("concurrency", self.concurrency, 1)
+        if self.parallel is not None and self.parallel not in (1, 2):
+            raise ConfigError(f"parallel must be 1 or 2 (or None), got {self.parallel!r}")
+        if not (isinstance(self.max_delay_ms, (int, float)) and self.max_delay_ms >= 0):
+            raise ConfigError(f"max_delay_ms must be >= 0, got {self.max_delay_ms!r}")
+        if self.pe_mode not in ("single", "fused"):
+            raise ConfigError(f"pe_mode must be 'single' or 'fused', got {self.pe_mode!r}")
+        _int("devices", self.devices, 1)
+
+    def runtime_options(self) -> dict[str, Any]:
+        """Keyword options for ``create_runtime(self.runtime, ...)`` that this config sets."""
+        if self.runtime == "simnpu":
+            opts: dict[str, Any] = {"pe_mode": self.pe_mode, "devices": self.devices, "seed": self.seed}
+            if self.preset is not None:
+                opts["preset"] = self.preset
+            return opts
+        return {"threads": self.threads} if self.threads is not None else {}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
