@@ -122,7 +122,7 @@ def _first_output(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _register_builtin() -> None:
-    from lab.zoo import digits  # noqa: F401 - registers "digits"
+    from lab.zoo import digits, synthetic  # noqa: F401 - register "digits", "unet_depth", "small_detector"
 
 
 _register_builtin()
