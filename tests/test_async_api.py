@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-
 from fakes import FakeRuntime, SteppingClock, argmax_post, samples
+
 from lab.clock import FakeClock
 from lab.errors import ConfigError, QueueFull, RequestFailed, RequestTimeout, RunnerClosed
 from lab.loadgen import DynamicBatcher, poisson_arrivals, run_load
@@ -158,7 +158,7 @@ def test_dynamic_batching_reports_effective_batch_sizes() -> None:
 def test_dynamic_batching_max_delay_closes_small_batches() -> None:
     clock = SteppingClock()
     with DynamicBatcher(FakeRuntime(clock), max_batch=8, max_delay_ms=0.0, clock=clock) as b:
-        for i in range(3):
+        for _ in range(3):
             b.run(np.ones((1, 4), np.float32)).wait(5)
         res = b.collect()
     assert res.metrics.extra["batch_sizes"]["max"] == 1
