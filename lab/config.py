@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,7 +42,8 @@ class RunConfig:
         batch_size: requests per batch (batch mode).
         workers: worker threads (async mode).
         max_inflight: cap on admitted requests (async mode; None: no cap).
-        threads: runtime intra-op threads (None: the backend's default).
+        threads: runtime intra-op threads (None: the backend's default for one request at a time;
+            with several requests in flight, cores // concurrent requests).
         partial: partial last batch policy, ``"dynamic"`` or ``"pad"``.
         profile: record spans.
         load: a load generator scenario (``single``, ``closed``, ``poisson``, ``offline``) or None
@@ -113,7 +115,14 @@ class RunConfig:
             if self.preset is not None:
                 opts["preset"] = self.preset
             return opts
-        return {"threads": self.threads} if self.threads is not None else {}
+        if self.threads is not None:
+            return {"threads": self.threads}
+        concurrent = self.parallel or (self.workers if self.mode is Mode.ASYNC else 1)
+        if concurrent > 1:
+            # several requests at once: split the cores between them instead of oversubscribing
+            # (benchmark_app does the same with streams x threads = cores)
+            return {"threads": max(1, (os.cpu_count() or 1) // concurrent)}
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
