@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RBLN-style AsyncRuntime: 1, or 2 for double buffering")
     b.add_argument("--max-delay-ms", type=float, default=2.0, help="dynamic batching: longest wait to fill a batch")
     b.add_argument("--preset", default=None, help="simulated NPU preset (simnpu): teaching, warboy, atom")
-    b.add_argument("--pe-mode", choices=["single", "fused"], default="single", help="simulated NPU PE mode")
+    b.add_argument("--pe-mode", choices=["single", "fused"], default=None,
+                   help="simulated NPU PE mode (default: the preset's)")
     b.add_argument("--devices", type=_positive("devices"), default=1, help="simulated NPU devices")
     b.add_argument("--seed", type=int, default=0, help="seeds Poisson arrivals and simulated faults")
     b.add_argument("--json", dest="json_path", help="write the results as JSON here")
@@ -194,3 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and friends: not an error of ours
+        sys.stderr.close()
+        return 0

@@ -54,7 +54,7 @@ class RunConfig:
             instead of an ``AsyncRunner`` with ``workers``; None: workers.
         max_delay_ms: dynamic batching's longest wait for a batch to fill.
         preset: simulated NPU preset (``simnpu`` runtime only).
-        pe_mode: ``single`` or ``fused`` processing elements (``simnpu`` only).
+        pe_mode: ``single`` or ``fused`` processing elements (``simnpu`` only; None: the preset's default).
         devices: simulated devices (``simnpu`` only).
         seed: seeds Poisson arrivals and the simulator's fault injection.
     """
@@ -76,7 +76,7 @@ class RunConfig:
     parallel: int | None = None
     max_delay_ms: float = 2.0
     preset: str | None = None
-    pe_mode: str = "single"
+    pe_mode: str | None = None
     devices: int = 1
     seed: int = 0
 
@@ -104,8 +104,8 @@ class RunConfig:
             raise ConfigError(f"parallel must be 1 or 2 (or None), got {self.parallel!r}")
         if not (isinstance(self.max_delay_ms, (int, float)) and self.max_delay_ms >= 0):
             raise ConfigError(f"max_delay_ms must be >= 0, got {self.max_delay_ms!r}")
-        if self.pe_mode not in ("single", "fused"):
-            raise ConfigError(f"pe_mode must be 'single' or 'fused', got {self.pe_mode!r}")
+        if self.pe_mode not in (None, "single", "fused"):
+            raise ConfigError(f"pe_mode must be 'single', 'fused' or None (the preset's default), got {self.pe_mode!r}")
         _int("devices", self.devices, 1)
 
     def runtime_options(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-
 #: quick parameters per notebook stem (output_dir and quick are added by the test)
 QUICK_PARAMS: dict[str, dict[str, Any]] = {
     "01_sync_batch_async": {"requests": 200, "warmup": 5, "cap_requests": 300, "caps": [None, 2]},
+    "02_concurrency_overlap": {"samples": 20},
 }
 
 
@@ -33,7 +34,22 @@ def _check_01(doc: dict[str, Any]) -> None:
     assert doc["trace"] and doc["environment"]["cpu_count"]
 
 
-CHECKS = {"01_sync_batch_async": _check_01}
+def _check_02(doc: dict[str, Any]) -> None:
+    m = doc["metrics"]
+    runs = {r["run"]: r for r in m["concurrency"]}
+    assert set(runs) >= {"sync", "parallel=1", "parallel=2"}
+    assert all(r["errors"] == 0 for r in runs.values())
+    assert runs["sync"]["overlap"] == 0.0 and runs["parallel=2"]["overlap"] > 0.2
+    # the simulator's 1 ms DMA and ~2 ms compute overlap: concurrency must buy throughput
+    assert m["headline"]["concurrent_speedup"] > 1.3
+    cases = {r["case"]: r for r in m["double_buffering"]}
+    assert len(cases) == 6 and all(r["verdict"] in ("helps", "helps a little", "does not help") for r in cases.values())
+    assert cases["large I/O on a slow link"]["dma_share"] > cases["large I/O (UNet depth 512x512)"]["dma_share"]
+    assert all(r["accuracy"] >= 0.95 for r in runs.values())
+    assert "simulator" in doc["metrics"]["simulator"]["device"]
+
+
+CHECKS = {"01_sync_batch_async": _check_01, "02_concurrency_overlap": _check_02}
 
 
 def test_every_notebook_has_quick_params_and_a_check() -> None:

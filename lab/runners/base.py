@@ -137,8 +137,10 @@ def take(samples: Any, i: int) -> Any:
     return np.asarray(item)[None]
 
 
-def _stack_predictions(predictions: list[Any]) -> np.ndarray:
+def _stack_predictions(predictions: list[Any]) -> np.ndarray | None:
     """One scalar per request (classification): an int/float array with -1 for failures; else objects."""
+    if all(p is None for p in predictions):
+        return None  # nothing was predicted (e.g. a latency-only workload): no fake -1 array
     arrays = [None if p is None else np.asarray(p) for p in predictions]
     if all(a is None or a.size == 1 for a in arrays):
         values = [-1 if a is None else a.reshape(-1)[0].item() for a in arrays]

@@ -18,8 +18,27 @@ def _onnx(model_path: str | os.PathLike[str], **options: Any) -> Runtime:
     return OnnxRuntime(model_path, **options)
 
 
-#: name -> factory(model_path, **options); later issues add "simnpu", "torch", "torch-cuda".
-RUNTIMES: dict[str, Callable[..., Runtime]] = {"onnx": _onnx}
+def _simnpu(model_path: str | os.PathLike[str], **options: Any) -> Runtime:
+    from lab.runtimes.simnpu import SimNpuRuntime  # lazy: reads the model with onnx
+
+    return SimNpuRuntime(model_path, **options)
+
+
+def _torch(model_path: str | os.PathLike[str], **options: Any) -> Runtime:
+    from lab.runtimes.torch import create_torch_runtime  # lazy: importing lab must not import torch
+
+    return create_torch_runtime(model_path, **options)
+
+
+def _torch_cuda(model_path: str | os.PathLike[str], **options: Any) -> Runtime:
+    from lab.runtimes.torch import create_torch_runtime  # lazy
+
+    return create_torch_runtime(model_path, cuda=True, **options)
+
+
+#: name -> factory(model_path, **options).
+RUNTIMES: dict[str, Callable[..., Runtime]] = {
+    "onnx": _onnx, "simnpu": _simnpu, "torch": _torch, "torch-cuda": _torch_cuda}
 
 
 def register_runtime(name: str, factory: Callable[..., Runtime]) -> None:

@@ -9,6 +9,10 @@
 Both are built with ``torch.nn`` and exported to ONNX on first use into a cache folder; on
 the simulated NPU they run in timing-only mode (their FLOPs and bytes drive the model), so
 no real inference of them is needed on a laptop.
+
+Their samples are seeded random uint8 camera frames (480x640x3, the NYU Depth V2 / COCO
+size class) and their preprocessing is real host work, as in the seed: resize to the model's
+size, convert to float32 in [0, 1] (and to NCHW for the detector).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 
 from lab.zoo import Workload, register_workload
 
-__all__ = ["CACHE_DIR", "build_small_detector", "build_unet_depth", "synthetic_workload"]
+__all__ = ["CACHE_DIR", "FRAME_SHAPE", "build_small_detector", "build_unet_depth", "preprocess_detector",
+           "preprocess_unet", "synthetic_workload"]
 
 #: Where exported models are cached (override with ``INFERENCE_LAB_CACHE``).
 CACHE_DIR = Path(os.environ.get("INFERENCE_LAB_CACHE", Path.home() / ".cache" / "inference-lab")) / "onnx"
@@ -109,22 +114,53 @@ def _export(name: str) -> Path:
     return path
 
 
+#: Camera frames the synthetic workloads start from (height, width, channels), uint8.
+FRAME_SHAPE = (480, 640, 3)
+
+
+def _resize_nearest(frames: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of ``(n, h, w, c)`` frames to ``(n, size, size, c)``."""
+    _, h, w, _ = frames.shape
+    rows = (np.arange(size) * h // size).astype(np.intp)
+    cols = (np.arange(size) * w // size).astype(np.intp)
+    return frames[:, rows][:, :, cols]
+
+
+def preprocess_unet(frames: np.ndarray) -> np.ndarray:
+    """uint8 ``(n, 480, 640, 3)`` frames -> float32 NHWC ``(n, 512, 512, 3)`` in [0, 1] (resize, convert)."""
+    out = _resize_nearest(np.asarray(frames), 512).astype(np.float32)
+    out *= np.float32(1 / 255)
+    return out
+
+
+def preprocess_detector(frames: np.ndarray) -> np.ndarray:
+    """uint8 ``(n, 480, 640, 3)`` -> float32 NCHW ``(n, 3, 640, 640)``: letterbox (pad), transpose, scale."""
+    frames = np.asarray(frames)
+    n, h, w, c = frames.shape
+    box = np.full((n, 640, 640, c), 114, dtype=np.uint8)  # YOLO's grey letterbox padding
+    top = (640 - h) // 2
+    box[:, top:top + h, :w] = frames[:, :, :640]
+    out = np.ascontiguousarray(box.transpose(0, 3, 1, 2), dtype=np.float32)
+    out *= np.float32(1 / 255)
+    return out
+
+
+_PREPROCESS = {"unet_depth": preprocess_unet, "small_detector": preprocess_detector}
+
+
 def synthetic_workload(name: str, *, num_samples: int = 4, seed: int = 0) -> Workload:
-    """A seed-002 workload with seeded random images (no labels: latency only)."""
+    """A seed-002 workload: seeded random uint8 frames, real preprocessing, no labels (latency only)."""
     _, shape, description = _SPECS[name]
     rng = np.random.default_rng(seed)
-    samples = rng.random((num_samples, *shape[1:]), dtype=np.float32)
-    return Workload(name=name, model_path=_export(name), samples=samples, labels=None, preprocess=_identity,
-                    postprocess=_first, description=description + " (random weights)",
-                    info={"random_weights": True, "input_shape": shape})
+    samples = rng.integers(0, 256, size=(num_samples, *FRAME_SHAPE), dtype=np.uint8)
+    return Workload(name=name, model_path=_export(name), samples=samples, labels=None, preprocess=_PREPROCESS[name],
+                    postprocess=_no_prediction, description=description + " (random weights)",
+                    info={"random_weights": True, "input_shape": shape, "frame_shape": FRAME_SHAPE})
 
 
-def _identity(x: np.ndarray) -> np.ndarray:
-    return x
-
-
-def _first(outputs: Any) -> Any:
-    return outputs[0]
+def _no_prediction(outputs: Any) -> None:
+    """Latency-only workloads predict nothing (their weights are random)."""
+    return None
 
 
 for _name in _SPECS:
