@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # torch is pinned to the CPU build through the constraints file: an unpinned torch pulls CUDA wheels
 PIP_INSTALL := $(PIP) install --quiet --constraint constraints.txt
 
-.PHONY: all setup report report-quick test test-fast lab bench data benchmarks clean distclean
+.PHONY: all setup report report-quick test test-fast lab bench data benchmarks gpu-check clean distclean
 
 all: test
 
@@ -52,9 +52,23 @@ data: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/dispatch_overhead.py
+	$(PY) benchmarks/pipeline_efficiency.py
+
+## GPU checks on a lent CUDA machine (prints "gpu_check: skipped: no CUDA (...)" and succeeds without one).
+## The venv pins the CPU build of torch; on a GPU machine install a CUDA build of torch 2.13.0 first.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
+	$(PY) -m pytest -m gpu tests/test_gpu.py
 
 clean:
 	rm -rf reports .pytest_cache
 
-distclean: clean
+dist## GPU checks on a lent CUDA machine (prints "gpu_check: skipped: no CUDA (...)" and succeeds without one).
+## The venv pins the CPU build of torch; on a GPU machine install a CUDA build of torch 2.13.0 first.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
+	$(PY) -m pytest -m gpu tests/test_gpu.py
+
+clean: clean
 	rm -rf $(VENV)
