@@ -122,7 +122,8 @@ def _first_output(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _register_builtin() -> None:
-    from lab.zoo import digits, synthetic  # noqa: F401 - register "digits", "unet_depth", "small_detector"
+    # register "digits", "unet_depth", "small_detector", "efficientnet_lite0" (none imports torch)
+    from lab.zoo import digits, pretrained, synthetic  # noqa: F401
 
 
 _register_builtin()
