@@ -1,62 +1,41 @@
-"""Every notebook runs under papermill with quick parameters; a notebook missing here fails the suite."""
+"""Every notebook runs under papermill with quick parameters; a notebook missing here fails the suite.
+
+Each notebook ``notebooks/NN_name.ipynb`` has a module ``tests/notebook_checks/nb_NN_name.py``
+with ``QUICK`` (its quick parameters; ``quick`` and ``output_dir`` are added here) and
+``check(findings)`` asserting on the findings the notebook saved.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import pytest
 
 from lab.findings import load_findings
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb"))
-
-#: quick parameters per notebook stem (output_dir and quick are added by the test)
-QUICK_PARAMS: dict[str, dict[str, Any]] = {
-    "01_sync_batch_async": {"requests": 200, "warmup": 5, "cap_requests": 300, "caps": [None, 2]},
-    "02_concurrency_overlap": {"samples": 20},
-}
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+CHECK_DIR = Path(__file__).resolve().parent / "notebook_checks"
 
 
-def _check_01(doc: dict[str, Any]) -> None:
-    m = doc["metrics"]
-    assert set(m["accuracy"]) == {"sync", "batch", "async"}
-    for mode, acc in m["accuracy"].items():
-        assert acc >= 0.95, f"{mode}: predictions match labels only {acc:.3f} of the time"
-    assert {r["mode"] for r in m["modes"]} == {"sync", "batch", "async"}
-    assert all(r["errors"] == 0 for r in m["modes"])
-    rounds = [r for r in m["rounds"] if r["mode"] == "sync"]
-    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
-    caps = {str(r["max_inflight"]): r for r in m["caps"]}
-    assert caps["2"]["peak_inflight"] <= 2 < caps["none"]["peak_inflight"]
-    assert len(m["guidance"]) == 3
-    assert doc["trace"] and doc["environment"]["cpu_count"]
-
-
-def _check_02(doc: dict[str, Any]) -> None:
-    m = doc["metrics"]
-    runs = {r["run"]: r for r in m["concurrency"]}
-    assert set(runs) >= {"sync", "parallel=1", "parallel=2"}
-    assert all(r["errors"] == 0 for r in runs.values())
-    assert runs["sync"]["overlap"] == 0.0 and runs["parallel=2"]["overlap"] > 0.2
-    # the simulator's 1 ms DMA and ~2 ms compute overlap: concurrency must buy throughput
-    assert m["headline"]["concurrent_speedup"] > 1.3
-    cases = {r["case"]: r for r in m["double_buffering"]}
-    assert len(cases) == 6 and all(r["verdict"] in ("helps", "helps a little", "does not help") for r in cases.values())
-    assert cases["large I/O on a slow link"]["dma_share"] > cases["large I/O (UNet depth 512x512)"]["dma_share"]
-    assert all(r["accuracy"] >= 0.95 for r in runs.values())
-    assert "simulator" in doc["metrics"]["simulator"]["device"]
-
-
-CHECKS = {"01_sync_batch_async": _check_01, "02_concurrency_overlap": _check_02}
+def _checks() -> dict[str, ModuleType]:
+    mods = {}
+    for p in sorted(CHECK_DIR.glob("nb_*.py")):
+        mods[p.stem[3:]] = importlib.import_module(f"notebook_checks.{p.stem}")
+    return mods
 
 
 def test_every_notebook_has_quick_params_and_a_check() -> None:
     stems = {p.stem for p in NOTEBOOKS}
+    checks = _checks()
     assert stems, "no notebooks found"
-    assert set(QUICK_PARAMS) == stems, f"not tested notebooks: {sorted(stems - set(QUICK_PARAMS))}"
-    assert set(CHECKS) == stems
+    assert not stems - set(checks), f"notebooks with no tests/notebook_checks module: {sorted(stems - set(checks))}"
+    assert not set(checks) - stems, f"check modules with no notebook: {sorted(set(checks) - stems)}"
+    for stem, mod in checks.items():
+        assert isinstance(mod.QUICK, dict) and callable(mod.check), stem
 
 
 @pytest.mark.notebook
@@ -64,8 +43,9 @@ def test_every_notebook_has_quick_params_and_a_check() -> None:
 def test_notebook_runs(path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import papermill as pm
 
+    mod = _checks()[path.stem]
     out_dir = tmp_path / "results"
-    params = {"quick": True, "output_dir": str(out_dir), **QUICK_PARAMS[path.stem]}
+    params = {"quick": True, "output_dir": str(out_dir), **mod.QUICK}
     with caplog.at_level(logging.WARNING, logger="papermill"):
         pm.execute_notebook(str(path), str(tmp_path / path.name), parameters=params, kernel_name="python3",
                             cwd=str(path.parent), progress_bar=False)
@@ -74,4 +54,4 @@ def test_notebook_runs(path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixt
     doc = load_findings(out_dir / f"{path.stem}.findings.json")
     assert doc["parameters"]["quick"] is True
     assert (out_dir / doc["trace"]).is_file()
-    CHECKS[path.stem](doc)
+    mod.check(doc)
