@@ -124,3 +124,21 @@ def test_registry(double_model: str) -> None:
     rt.close()
     with pytest.raises(ConfigError):
         OnnxRuntime(double_model, threads=0)
+
+
+def test_every_runtime_answers_rbln_style_run_and_async_run(double_model: str) -> None:
+    import asyncio
+
+    with OnnxRuntime(double_model) as rt:
+        task = rt.run(np.ones((1, 4), np.float32))
+        assert task.wait(5)[0].tolist() == [[2, 2, 2, 2]]
+        rt.parallel = 2  # double buffering: the helper is rebuilt with two workers
+
+        async def main() -> list[float]:
+            outs = await asyncio.gather(*(rt.async_run(np.full((1, 4), i, np.float32)) for i in range(4)))
+            return [o[0][0, 0].item() for o in outs]
+
+        assert asyncio.run(main()) == [0, 2, 4, 6]
+        helper = rt._async
+        assert helper.parallel == 2
+    assert helper.is_closed  # closing the runtime joined the helper's threads

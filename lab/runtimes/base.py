@@ -112,16 +112,43 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Inputs) -> dict[str, np.nd
 
 
 class BaseRuntime:
-    """Shared lifecycle for runtimes: closed state and the context-manager protocol."""
+    """Shared lifecycle for runtimes: closed state, the context-manager protocol, and the
+    RBLN-style async calls every runtime answers: ``await runtime.async_run(x)`` and
+    ``task = runtime.run(x); task.wait(timeout)``, with ``runtime.parallel`` (1, or 2 for
+    double buffering) requests prepared and run at once. They go through an
+    :class:`~lab.runners.async_api.AsyncRuntime` the runtime creates on first use and closes
+    with itself.
+    """
 
     name = "base"
     device = "unknown"
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     load_ns = 0
+    #: requests the RBLN-style ``run`` / ``async_run`` prepare and run at once (1 or 2)
+    parallel = 1
 
     def __init__(self) -> None:
         self._closed = False
+        self._async: Any = None
+
+    def _async_runtime(self) -> Any:
+        self._check_open()
+        if self._async is None or self._async.parallel != self.parallel:
+            from lab.runners.async_api import AsyncRuntime  # lazy: runners import this module
+
+            if self._async is not None:
+                self._async.close()
+            self._async = AsyncRuntime(self, parallel=self.parallel)  # type: ignore[arg-type]
+        return self._async
+
+    def run(self, x: Inputs) -> Any:
+        """Start one request and return a task at once; ``task.wait(timeout)`` gives its outputs."""
+        return self._async_runtime().run(x)
+
+    async def async_run(self, x: Inputs) -> list[np.ndarray]:
+        """``await`` one request's outputs (the caller's event loop is never blocked)."""
+        return await self._async_runtime().async_run(x)
 
     @property
     def is_closed(self) -> bool:
@@ -133,7 +160,10 @@ class BaseRuntime:
             raise RunnerClosed(f"runtime {self.name!r} is closed; create a new one")
 
     def close(self) -> None:
-        """Free resources. Idempotent."""
+        """Free resources (and the async helper's threads). Idempotent."""
+        if getattr(self, "_async", None) is not None:
+            self._async.close()
+            self._async = None
         self._closed = True
 
     def __enter__(self) -> BaseRuntime:
