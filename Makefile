@@ -64,11 +64,5 @@ gpu-check: $(STAMP)
 clean:
 	rm -rf reports .pytest_cache
 
-dist## GPU checks on a lent CUDA machine (prints "gpu_check: skipped: no CUDA (...)" and succeeds without one).
-## The venv pins the CPU build of torch; on a GPU machine install a CUDA build of torch 2.13.0 first.
-gpu-check: $(STAMP)
-	$(PY) benchmarks/gpu_check.py
-	$(PY) -m pytest -m gpu tests/test_gpu.py
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV)
