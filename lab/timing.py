@@ -26,12 +26,14 @@ from lab.clock import Clock, host_clock
 from lab.errors import ConfigError
 
 __all__ = [
+    "COMPLETION_RATIO",
     "FIRST_CALL_OUTLIER_RATIO",
     "IQR_WARN_RATIO",
     "MAX_BLOCK_SIZE",
     "MAX_CALIBRATION_ROUNDS",
     "MIN_SAMPLES",
     "NUM_CLOCK_PROBES",
+    "NUM_COMPLETION_PROBES",
     "NUM_SYNC_PROBES",
     "OVERHEAD_RATIO",
     "WARN_FEW_SAMPLES",
@@ -65,6 +67,13 @@ NUM_SYNC_PROBES = 5
 MAX_BLOCK_SIZE = 10_000_000
 #: Calibration blocks at most (each one also warms up).
 MAX_CALIBRATION_ROUNDS = 8
+#: Blocks of ``n`` and of ``2n`` calls timed this many times each (the fastest kept) to estimate what a
+#: block costs beyond its calls when work is pending: the device's completion path (see :meth:`Timer.measure`).
+NUM_COMPLETION_PROBES = 5
+#: The completion path may cost at most this fraction of a block. It is a one-sided bias (it only adds time),
+#: so this bounds the error it causes; it is looser than :data:`OVERHEAD_RATIO` because a completion path of
+#: hundreds of microseconds (a simulated or interrupt-driven device) would otherwise need blocks of seconds.
+COMPLETION_RATIO = 0.005
 
 WARN_WIDE_SPREAD = (
     "spread too wide: the IQR is {rel_iqr:.1%} of the median ({iqr} of {median}), above {limit:.0%}; "
@@ -73,8 +82,8 @@ WARN_WIDE_SPREAD = (
 )
 WARN_SHORT_BLOCK = (
     "blocks too short for the clock: a block takes {block} (median), and clock overhead {clock} + "
-    "synchronize {sync} (clock resolution {resolution}) is {share:.2%} of it, above {limit:.1%}; "
-    "the overhead biases every sample upwards: use more calls per block"
+    "synchronize {sync} (completion path {completion}, clock resolution {resolution}) is {share:.2%} of it, "
+    "above {limit:.1%}; the overhead biases every sample upwards: use more calls per block"
 )
 WARN_FIRST_CALL = (
     "first call is an outlier: it took {first}, {ratio:.1f}x the median {median}; that is the cold start "
@@ -147,6 +156,9 @@ class Measurement:
         is_naive: taken by :func:`measure_naive` (no synchronize, one call per sample).
         is_synchronized: a ``synchronize`` callable was called before each block-end clock read.
         clock_name: the clock's name (``perf_counter_ns``, ``FakeClock``, ``cuda-event``).
+        completion_overhead_ns: what a block costs beyond its calls when work is pending (clock
+            reads, ``synchronize()``, the device's completion path): the intercept of block time over
+            calls per block, 0 when not estimated.
     """
 
     samples_ns: tuple[float, ...]
@@ -161,6 +173,7 @@ class Measurement:
     is_naive: bool = False
     is_synchronized: bool = False
     clock_name: str = field(default="")
+    completion_overhead_ns: float = 0.0
 
     def __post_init__(self) -> None:
         # frozen: normalise through object.__setattr__ (lists in, tuples of floats kept)
@@ -229,11 +242,13 @@ class Measurement:
             out.append(WARN_WIDE_SPREAD.format(rel_iqr=self.rel_iqr, iqr=format_ns(self.iqr_ns),
                                                median=format_ns(med), limit=IQR_WARN_RATIO))
         block_ns = med * self.block_size
-        floor = max(self.clock_overhead_ns + self.sync_overhead_ns, self.clock_resolution_ns)
+        floor = max(self.clock_overhead_ns + self.sync_overhead_ns, self.clock_resolution_ns,
+                    self.completion_overhead_ns * OVERHEAD_RATIO / COMPLETION_RATIO)
         if floor > 0 and floor > OVERHEAD_RATIO * block_ns:
             share = floor / block_ns if block_ns > 0 else math.inf
             out.append(WARN_SHORT_BLOCK.format(block=format_ns(block_ns), clock=format_ns(self.clock_overhead_ns),
                                                sync=format_ns(self.sync_overhead_ns),
+                                               completion=format_ns(self.completion_overhead_ns),
                                                resolution=format_ns(self.clock_resolution_ns),
                                                share=share, limit=OVERHEAD_RATIO))
         if not math.isnan(self.first_call_ns):
@@ -275,6 +290,7 @@ class Measurement:
             "clock_overhead_ms": self.clock_overhead_ns / 1e6,
             "clock_resolution_ms": self.clock_resolution_ns / 1e6,
             "sync_overhead_ms": self.sync_overhead_ns / 1e6,
+            "completion_overhead_ms": self.completion_overhead_ns / 1e6,
             "block_size": self.block_size,
             "num_blocks": self.num_blocks,
             "samples_ms": [s / 1e6 for s in self.samples_ns],
@@ -377,6 +393,13 @@ class Timer:
                 if floor <= OVERHEAD_RATIO * block: break     # overhead <= 0.1% of a block
                 n = max(n + 1, ceil(n * floor / (OVERHEAD_RATIO * block)))
 
+            if synchronize is given:                          # a sync with work pending costs more
+                one = min(time(n x fn(); synchronize()) for 5 probes)
+                two = min(time(2n x fn(); synchronize()) for 5 probes)
+                completion = max(0, 2 * one - two)            # intercept of block time over calls
+                if completion > COMPLETION_RATIO * one:       # at most max_run / 10 per block
+                    n = ceil(completion / (COMPLETION_RATIO * (one - completion) / n))
+
             samples = []; start = clock()
             loop:
                 t0 = clock(); n x fn(); synchronize(); t1 = clock()   # sync BEFORE the read
@@ -423,6 +446,19 @@ class Timer:
             else:
                 n = min(max(n + 1, math.ceil(n * floor / (OVERHEAD_RATIO * block))), MAX_BLOCK_SIZE)
 
+        completion = 0.0
+        if self.synchronize is not None and n < MAX_BLOCK_SIZE:
+            # synchronize() on an idle device (the probes above) misses what it costs with work pending: the
+            # device's completion path (a driver noticing the queue drained, a waiting thread scheduled).
+            # It is the intercept of block time over calls per block: blocks of n and 2n, fastest of a few.
+            one = min(self._time_block(n) for _ in range(NUM_COMPLETION_PROBES))
+            two = min(self._time_block(2 * n) for _ in range(NUM_COMPLETION_PROBES))
+            completion = float(max(0, 2 * one - two))
+            if completion > COMPLETION_RATIO * one and one < max_run_ns:
+                per_call = max(one - completion, 1.0) / n
+                most = max(n, int(max_run_ns / (2 * MIN_SAMPLES) / per_call))  # >= 2 x MIN_SAMPLES blocks fit
+                n = min(max(n, math.ceil(completion / (COMPLETION_RATIO * per_call))), most, MAX_BLOCK_SIZE)
+
         min_run_ns = self.min_run_time_s * 1e9
         target = self.target_rel_iqr
         samples: list[float] = []
@@ -449,6 +485,7 @@ class Timer:
             warmup_ns=tuple(float(w) for w in warmup_ns), clock_overhead_ns=clock_overhead,
             sync_overhead_ns=sync_overhead, label=self.label, clock_resolution_ns=resolution,
             is_naive=False, is_synchronized=self.synchronize is not None, clock_name=_clock_name(clock),
+            completion_overhead_ns=completion,
         )
 
     def measure_naive(self, *, num_samples: int = 100) -> Measurement:

@@ -259,3 +259,25 @@ def test_format_ns(ns: float, text: str) -> None:
 def test_str_names_the_median_and_blocks() -> None:
     text = str(Measurement(samples_ns=(2e6,) * 5, block_size=3, label="model"))
     assert text.startswith("model: median 2 ms") and "5 blocks x 3 calls" in text
+
+
+def test_blocks_grow_to_amortise_a_completion_path_an_idle_synchronize_does_not_show() -> None:
+    # synchronize() costs 1 us on an idle device but 200 us more when it has work to wait for
+    # (a driver noticing the queue drained, a waiting thread scheduled): blocks must make that small
+    from lab.timing import COMPLETION_RATIO
+
+    clock = FakeClock(step_ns=10)
+
+    class SlowCompletion(FakeDevice):
+        def sync(self) -> None:
+            pending = self.busy_until > self.clock()
+            super().sync()
+            if pending:
+                self.clock.advance(200_000)
+
+    dev = SlowCompletion(clock, launch_ns=100, work_ns=1_000_000, sync_ns=1_000)
+    m = measure(dev.launch, synchronize=dev.sync, clock=clock, min_run_time_s=0.5, max_run_time_s=5.0)
+    assert m.completion_overhead_ns == pytest.approx(201_000, rel=0.01)
+    assert m.block_size == 41  # ceil(201 us / (0.5% x 1 ms))
+    assert m.median_ns == pytest.approx(1_000_000, rel=COMPLETION_RATIO)
+    assert not any(w.startswith("blocks too short") for w in m.warnings)
