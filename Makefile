@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # torch is pinned to the CPU build through the constraints file: an unpinned torch pulls CUDA wheels
 PIP_INSTALL := $(PIP) install --quiet --constraint constraints.txt
 
-.PHONY: all setup report report-quick test test-fast lab bench data benchmarks gpu-check clean distclean
+.PHONY: all setup chromium report report-quick test test-fast test-browser sweep lab bench data benchmarks gpu-check clean distclean
 
 all: test
 
@@ -25,19 +25,42 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+## Debian's chromium, where it can be installed (root + apt-get): the real-browser test and PNG figures in the
+## report use it; without it the browser test is deselected and report figures are interactive HTML.
+CHROMIUM_BIN := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM_BIN) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium (browser test, PNG figures)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	     chromium fonts-liberation >/dev/null) || echo "chromium could not be installed: browser test skipped"; \
+	else echo "no chromium and no root apt-get: the browser test is skipped, report figures are HTML"; fi
+
+# pyproject's addopts deselect `browser`; with Chromium present the test target selects it again
+TEST_MARKERS = $$(if [ -x $(CHROMIUM_BIN) ]; then echo "not gpu"; else echo "not gpu and not browser"; fi)
+
 ## the main job: execute every notebook with papermill and write reports/index.html
-report: $(STAMP)
+report: $(STAMP) chromium
 	$(PY) -m lab report --output reports
 
 report-quick: $(STAMP)
 	$(PY) -m lab report --output reports --quick
 
-## the tests (unit, integration, every notebook under papermill with quick parameters)
-test: $(STAMP)
-	$(PY) -m pytest
+## the tests (unit, integration, every notebook under papermill with quick parameters, and the
+## real-browser test of the explorer in JupyterLab when Chromium is installed)
+test: $(STAMP) chromium
+	$(PY) -m pytest -m "$(TEST_MARKERS)"
+
+test-browser: $(STAMP) chromium
+	$(PY) -m pytest -m browser tests/test_browser.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not notebook and not slow"
+
+## a parameter grid on Dask (a LocalCluster of one single-threaded worker; GRID=..., SWEEP_ARGS="--workers 2")
+GRID ?= examples/sweep_grid.yaml
+sweep: $(STAMP)
+	$(PY) -m lab sweep $(GRID) $(SWEEP_ARGS)
 
 ## JupyterLab on the notebooks
 lab: $(STAMP)

@@ -20,12 +20,16 @@ from lab.report import (
     build_index,
     build_report,
     execute_notebook,
+    export_figures,
+    find_browser,
     format_value,
     key_findings,
+    notebook_figures,
     notebook_to_html,
 )
 
 DATA = Path(__file__).parent / "data" / "report"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PERFETTO = "https://ui.perfetto.dev"
 
 
@@ -114,8 +118,11 @@ def test_index_lists_notebooks_with_findings_and_errors(report: Report) -> None:
 @pytest.mark.notebook
 def test_index_links_are_relative_and_resolve(report: Report) -> None:
     page = _links(report.index_path.read_text(encoding="utf-8"))
-    assert not page.srcs  # self-contained: no scripts, images or stylesheets to fetch
-    local = [h for h in page.hrefs if not h.startswith(PERFETTO)]
+    # nothing fetched from elsewhere: the only sources are the figures' PNGs next to the page
+    for src in page.srcs:
+        assert src.endswith(".png") and not urlsplit(src).scheme and not src.startswith("/"), src
+        assert (report.index_path.parent / unquote(src)).is_file(), src
+    local = [h for h in page.hrefs if not h.startswith(PERFETTO) and not h.startswith("#")]
     assert {"good/good.html", "failing/failing.html", "good/good.findings.json", "good/good.trace.json"} <= set(local)
     for href in local:
         parts = urlsplit(href)
@@ -285,3 +292,138 @@ def test_importing_lab_report_is_light() -> None:
     code = "import sys, lab.report; print([m for m in ('papermill', 'nbconvert', 'plotly') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert out.stdout.strip() == "[]"
+
+
+# -- figures as files, widgets in exports, sweeps, the quickstart --------------------------------
+
+
+def _png_possible() -> bool:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return find_browser() is not None
+
+
+@pytest.mark.notebook
+def test_each_notebooks_figures_are_files_shown_in_the_index(report: Report) -> None:
+    failing, good = report.notebooks
+    assert failing.figures == ()
+    assert len(good.figures) == 1 and good.figures[0].is_file()
+    assert good.figures[0].parent == good.output_dir / "figures"
+    html = report.index_path.read_text(encoding="utf-8")
+    assert '<h2>Figures</h2>' in html and 'href="#figures-good"' in html and 'id="figures-good"' in html
+    assert good.figure_titles == ("report-test-figure",) and "figure 1: report-test-figure" in html
+    if _png_possible():  # Chromium here: a static PNG, shown as a thumbnail
+        assert good.figures[0].name == "good-fig1.png" and good.figures_note is None
+        assert good.figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert '<img src="good/figures/good-fig1.png"' in html
+    else:  # no Chromium: an interactive page, linked
+        assert good.figures[0].suffix == ".html" and good.figures_note
+        assert 'href="good/figures/good-fig1.html"' in html
+
+
+def _figure_notebook(path: Path, count: int) -> Path:
+    import nbformat
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    outputs = [new_output("display_data", data={"application/vnd.plotly.v1+json": json.loads(pio.to_json(
+        go.Figure(go.Bar(x=[1, 2], y=[i, 2 * i]), layout={"title": f"fig {i}", "height": 300})))})
+        for i in range(count)]
+    nbformat.write(new_notebook(cells=[new_code_cell("figs", outputs=outputs)]), path)
+    return path
+
+
+def test_export_figures_writes_interactive_html_offline(tmp_path: Path) -> None:
+    nb = _figure_notebook(tmp_path / "two.ipynb", 2)
+    out = export_figures(nb, tmp_path / "figs", prefix="two", static=False)
+    assert out.kind == "html" and [p.name for p in out.paths] == ["two-fig1.html", "two-fig2.html"]
+    assert out.titles == ("fig 0", "fig 1")
+    page = out.paths[0].read_text(encoding="utf-8")
+    assert '<script src="plotly.min.js"' in page.replace("charset=\"utf-8\" ", "")  # one shared local copy
+    assert (tmp_path / "figs" / "plotly.min.js").is_file()
+    none = export_figures(_figure_notebook(tmp_path / "none.ipynb", 0), tmp_path / "nofigs", prefix="none")
+    assert none.kind == "none" and none.paths == () and not (tmp_path / "nofigs").exists()
+
+
+def test_export_figures_falls_back_to_html_without_a_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-browser"))
+    assert find_browser() is None
+    nb = _figure_notebook(tmp_path / "one.ipynb", 1)
+    out = export_figures(nb, tmp_path / "figs", prefix="one")
+    assert out.kind == "html" and out.note and ("Chromium" in out.note or "Kaleido" in out.note)
+    with pytest.raises(RuntimeError):
+        export_figures(nb, tmp_path / "figs2", prefix="one", static=True)
+
+
+@pytest.mark.skipif(not _png_possible(), reason="needs Kaleido and Chromium")
+def test_export_figures_writes_png_with_chromium(tmp_path: Path) -> None:
+    out = export_figures(_figure_notebook(tmp_path / "two.ipynb", 2), tmp_path / "figs", prefix="two", static=True)
+    assert out.kind == "png" and len(out.paths) == 2
+    assert all(p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000 for p in out.paths)
+
+
+def test_html_export_shows_a_widgets_fallback_not_the_widget() -> None:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    fig = json.loads(pio.to_json(go.Figure(go.Bar(x=[1], y=[1]), layout={"title": "widget-fallback-figure"})))
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb = new_notebook(cells=[
+        new_code_cell("explorer", outputs=[new_output("execute_result", execution_count=1, data={
+            "application/vnd.jupyter.widget-view+json": view, "application/vnd.plotly.v1+json": fig,
+            "text/plain": "Explorer"})]),
+        new_code_cell("slider", outputs=[new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": view, "text/plain": "IntSlider(value=3)"})]),
+    ])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                            "version_minor": 0}}
+    html = notebook_to_html(nb)
+    assert "widget-fallback-figure" in html and html.count('class="plotly-graph-div"') == 1
+    assert "IntSlider(value=3)" in html
+    assert "widget-view+json" not in html and "widget-state+json" not in html
+    assert _links(html).srcs == []  # no widget manager from a CDN
+
+
+def test_notebook_figures_reads_plotly_outputs_in_order() -> None:
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    nb = new_notebook(cells=[new_markdown_cell("x"), new_code_cell("a", outputs=[
+        new_output("stream", name="stdout", text="hi"),
+        new_output("display_data", data={"application/vnd.plotly.v1+json": {"data": [], "layout": {"title": "A"}}}),
+        new_output("execute_result", execution_count=1,
+                   data={"application/vnd.plotly.v1+json": {"data": [{"type": "bar"}]}})])])
+    figs = notebook_figures(nb)
+    assert [f["layout"].get("title") for f in figs] == ["A", None] and figs[1]["data"] == [{"type": "bar"}]
+
+
+def test_index_lists_sweeps_written_under_the_report(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweeps" / "grid-a"
+    sweep.mkdir(parents=True)
+    (sweep / "index.html").write_text("<html></html>", encoding="utf-8")
+    (sweep / "sweep.json").write_text(json.dumps({
+        "format": "lab.sweep", "version": 1, "created": "2026-01-01T00:00:00+00:00",
+        "spec": {"name": "grid-a", "kind": "bench"}, "cluster": {"workers": 2},
+        "rows": [{"ok": True}, {"ok": False}]}), encoding="utf-8")
+    (tmp_path / "sweeps" / "junk").mkdir()
+    (tmp_path / "sweeps" / "junk" / "sweep.json").write_text("not json", encoding="utf-8")
+    html = build_index(tmp_path, [], environment={"cpu": "x"}).read_text(encoding="utf-8")
+    assert "<h2>Sweeps</h2>" in html and '<a href="sweeps/grid-a/index.html">grid-a</a>' in html
+    assert "2 bench points, 1 ok, on 2 Dask worker(s)" in html
+
+
+@pytest.mark.notebook
+def test_the_report_runs_the_quickstart_with_findings_and_its_figure(tmp_path: Path) -> None:
+    report = build_report(NOTEBOOKS, tmp_path, quick=True, only=["00_quickstart"], progress=False, timeout=300,
+                          parameters={"00_quickstart": {"requests": 30}})
+    (nb,) = report.notebooks
+    assert nb.ok, nb.error
+    assert nb.findings_path is not None and len(nb.figures) == 1
+    html = report.index_path.read_text(encoding="utf-8")
+    assert ">00_quickstart</a>" in html and "throughput_rps" in html and "1 notebook: 1 ok, 0 failed" in html
+    page = nb.html_path.read_text(encoding="utf-8") if nb.html_path else ""
+    assert "Timeline of run 1" in page and "widget-state+json" not in page
+    assert nb.notebook_path.stat().st_size < 1_000_000

@@ -71,6 +71,8 @@ def build_report(
     progress: bool = True,
     kernel_name: str | None = "python3",
     timeout: float | None = None,
+    figures: bool = True,
+    static_figures: bool | None = None,
 ) -> Report:
     """Execute every notebook in ``notebooks_dir`` and write ``<output_dir>/index.html``.
 
@@ -87,6 +89,9 @@ def build_report(
         progress: Show a tqdm progress bar over the notebooks.
         kernel_name: The Jupyter kernel; None uses each notebook's own kernelspec.
         timeout: Seconds one cell may run; None: no limit.
+        figures: Write each notebook's plotly figures to ``<stem>/figures/`` and show them.
+        static_figures: PNG (True), interactive HTML (False), or PNG where Chromium and
+            Kaleido are available (None).
 
     Returns:
         The :class:`Report` (index path and the executed notebooks).
@@ -129,6 +134,8 @@ def build_report(
                 quick=quick,
                 kernel_name=kernel_name,
                 timeout=timeout,
+                figures=figures,
+                static_figures=static_figures,
             )
             executed.append(result)
             if bar is not None:

@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -51,6 +52,11 @@ table.kv td, table.kv th { padding: 2px 12px 2px 0; border: 0; background: none;
 table.kv td.k { color: var(--muted); white-space: nowrap; }
 .links a { margin-right: 10px; white-space: nowrap; }
 .name { font-weight: 600; font-size: 15px; }
+h3 { font-size: 15px; margin: 20px 0 6px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; }
+.gallery figure { margin: 0; width: 372px; }
+.gallery img { width: 100%; border: 1px solid var(--line); border-radius: 4px; }
+.gallery figcaption { color: var(--muted); font-size: 12px; }
 """
 
 
@@ -63,6 +69,7 @@ class _Row:
     findings_error: str | None
     metrics: list[tuple[str, Any]]
     traces: list[tuple[str, Path]]
+    figures: tuple[Path, ...] = ()
 
 
 def format_value(value: Any) -> str:
@@ -155,7 +162,8 @@ def _row(nb: ExecutedNotebook) -> _Row:
             label = path.name[: -len(".trace.json")]
             label = label[len(nb.name) + 1 :] if label.startswith(nb.name + ".") else label
             traces.append((f"trace: {label}", path))
-    return _Row(nb, findings, findings_error, metrics, traces)
+    figures = tuple(p for p in getattr(nb, "figures", ()) if Path(p).is_file())
+    return _Row(nb, findings, findings_error, metrics, traces, figures)
 
 
 def _kv_table(pairs: Sequence[tuple[str, Any]], *, numeric: bool = True) -> str:
@@ -199,12 +207,69 @@ def _notebook_rows(rows: Sequence[_Row], base: Path) -> str:
             )
         if row.traces:
             links.append(f'<span class="note">open traces in <a href="{PERFETTO_URL}">{PERFETTO_URL}</a></span>')
+        if row.figures:
+            count = len(row.figures)
+            links.append(f'<a href="#figures-{escape(quote(nb.name))}">{count} figure{"s" if count != 1 else ""}</a>')
         link_html = "".join(f"<div>{link}</div>" for link in links)
         out.append(f'<tr><td>{name}</td><td>{status}</td><td>{findings}</td><td class="links">{link_html}</td></tr>')
     return (
         "<table><thead><tr><th>notebook</th><th>status</th><th>key findings</th><th>files</th></tr></thead>"
         f"<tbody>{''.join(out)}</tbody></table>"
     )
+
+
+def _plain(text: str) -> str:
+    """A plotly title as plain text (its HTML tags such as ``<br>`` and ``<sub>`` dropped)."""
+    return re.sub(r"<[^>]+>", " ", text).strip()
+
+
+def _figures_section(rows: Sequence[_Row], base: Path) -> str:
+    """Per notebook, its figures: PNG thumbnails linking to the full image, or links to interactive pages."""
+    out = []
+    for row in rows:
+        nb = row.notebook
+        note = getattr(nb, "figures_note", None)
+        if not row.figures:
+            continue
+        items = []
+        titles = tuple(getattr(nb, "figure_titles", ()))
+        for i, path in enumerate(row.figures, start=1):
+            href = escape(_href(path, base))
+            title = titles[i - 1] if i <= len(titles) else ""
+            caption = escape(f"figure {i}: {_plain(title)}" if title else f"figure {i}")
+            if path.suffix == ".png":
+                items.append(f'<figure><a href="{href}"><img src="{href}" loading="lazy" alt="{escape(nb.name)} '
+                             f'{caption}"></a><figcaption>{caption}</figcaption></figure>')
+            else:
+                items.append(f'<figure><a href="{href}">{caption} (interactive)</a></figure>')
+        note_html = f'<p class="note">{escape(note)}</p>' if note and row.figures[0].suffix != ".png" else ""
+        out.append(f'<h3 id="figures-{escape(quote(nb.name))}">{_link(nb.html_path, base, nb.name)}</h3>'
+                   f'{note_html}<div class="gallery">{"".join(items)}</div>')
+    if not out:
+        return '<p class="note">No notebook drew a plotly figure.</p>'
+    return "".join(out)
+
+
+def _sweeps_section(base: Path) -> str:
+    """Sweeps written under ``<output_dir>/sweeps/`` (``python -m lab sweep``): one line each, linked."""
+    items = []
+    for doc_path in sorted(base.glob("sweeps/*/sweep.json")):
+        try:
+            doc = json.loads(doc_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, Mapping) or doc.get("format") != "lab.sweep":
+            continue
+        rows = doc.get("rows") or []
+        ok = sum(1 for r in rows if isinstance(r, Mapping) and r.get("ok"))
+        spec = doc.get("spec") or {}
+        cluster = doc.get("cluster") or {}
+        page = doc_path.parent / "index.html"
+        text = (f"{len(rows)} {spec.get('kind', '')} points, {ok} ok, on {cluster.get('workers')} Dask worker(s); "
+                f"made {doc.get('created', '')}")
+        items.append(f"<li>{_link(page, base, str(spec.get('name') or doc_path.parent.name))}: "
+                     f'<span class="note">{escape(text)}</span></li>')
+    return f"<h2>Sweeps</h2><ul>{''.join(items)}</ul>" if items else ""
 
 
 def _findings_table(rows: Sequence[_Row], base: Path) -> str:
@@ -281,10 +346,11 @@ def build_index(
 
     For each notebook: its name (linking to its HTML), status (ok, or failed with the
     error), its key findings (see :func:`key_findings`), and links to its findings JSON and
-    Chrome trace (which opens in https://ui.perfetto.dev). Then a table of every key
-    finding across notebooks and the environment (CPU, cores, memory, Python, library
-    versions). All text is HTML-escaped; links are relative to ``output_dir``; the page has
-    inline CSS and no scripts or external assets.
+    Chrome trace (which opens in https://ui.perfetto.dev). Then every notebook's figures
+    (PNG thumbnails, or links to interactive HTML pages), a table of every key finding
+    across notebooks and the environment (CPU, cores, memory, Python, library versions).
+    All text is HTML-escaped; links and images are relative to ``output_dir``; the page has
+    inline CSS and no scripts; nothing is fetched from elsewhere.
 
     Args:
         output_dir: Where ``index.html`` goes (created if missing).
@@ -323,8 +389,11 @@ def build_index(
 {_notebook_rows(rows, base) if rows else '<p class="note">No notebooks were executed.</p>'}
 <p class="note">Traces are Chrome trace JSON: open them in <a href="{PERFETTO_URL}">{PERFETTO_URL}</a>
 (drag the file onto the page) or in chrome://tracing.</p>
+<h2>Figures</h2>
+{_figures_section(rows, base)}
 <h2>Findings across notebooks</h2>
 {_findings_table(rows, base)}
+{_sweeps_section(base)}
 <h2>Environment</h2>
 {_environment_section(env)}
 </body>

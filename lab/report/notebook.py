@@ -15,8 +15,20 @@ renderer's activation output), and the page template inlines plotly.js **once** 
 leaves out require.js (nothing needs it any more) and loads MathJax (from its CDN) only
 when a markdown cell or output contains math. The resulting HTML shows every figure
 without network access; the executed ``.ipynb`` is left as the kernel wrote it
-(JupyterLab renders the plotly mime type itself). ``FigureWidget`` outputs (ipywidgets)
-have no saved widget state after papermill and do not render: use ``fig.show()``.
+(JupyterLab renders the plotly mime type itself).
+
+Widgets in the exported HTML
+----------------------------
+Rendering saved widget state in a static page needs the widgets' JavaScript from a CDN, so
+the export leaves widgets out: an output that carries a widget *and* another representation
+(the explorer's output also carries its figure as plotly JSON) shows that representation, a
+widget-only output shows its text, and the notebook's saved widget state is not embedded.
+
+Figures as files
+----------------
+After the HTML export, every plotly figure of the executed notebook is also written to
+``<stem>/figures/`` (static PNG where Chromium exists, interactive HTML otherwise; see
+:mod:`lab.report.figures`), for the report's index.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +51,7 @@ __all__ = ["PLOTLY_MIMETYPE", "ExecutedNotebook", "execute_notebook", "export_ht
 logger = logging.getLogger(__name__)
 
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
+WIDGET_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 #: Parameters every notebook receives; callers cannot override them through ``parameters``.
 _RESERVED_PARAMETERS = ("output_dir",)
@@ -77,6 +91,9 @@ class ExecutedNotebook:
             when ``ok``.
         duration_s: Seconds spent executing (kernel start included, HTML export not).
         source_path: The notebook that was executed.
+        figures: Its plotly figures as files in ``<output_dir>/<name>/figures/`` (PNG or HTML).
+        figures_note: Why the figures are HTML rather than PNG (or why none were written).
+        figure_titles: Each figure's title, as drawn (empty when it has none).
     """
 
     name: str
@@ -87,6 +104,9 @@ class ExecutedNotebook:
     error: str | None
     duration_s: float
     source_path: Path | None = None
+    figures: tuple[Path, ...] = ()
+    figures_note: str | None = None
+    figure_titles: tuple[str, ...] = ()
 
     @property
     def output_dir(self) -> Path:
@@ -114,6 +134,8 @@ def execute_notebook(
     quick: bool = False,
     kernel_name: str | None = "python3",
     timeout: float | None = None,
+    figures: bool = True,
+    static_figures: bool | None = None,
 ) -> ExecutedNotebook:
     """Run a notebook with papermill, then export the result to offline-viewable HTML.
 
@@ -121,8 +143,8 @@ def execute_notebook(
     "<output_dir>/<stem>", **parameters}`` (``output_dir`` absolute) and with its own folder
     as the working directory, so relative imports and paths behave as in JupyterLab. The
     executed copy goes to ``<output_dir>/<stem>/<stem>.ipynb`` and its HTML next to it.
-    A previous run's ``<stem>.findings.json`` and ``<stem>*.trace.json`` there are removed
-    first, so a failed run never shows stale numbers.
+    A previous run's ``<stem>.findings.json``, ``<stem>*.trace.json`` and ``figures/`` there
+    are removed first, so a failed run never shows stale numbers.
 
     A notebook that raises, times out or kills its kernel is not an exception here: the
     executed notebook (with papermill's error banner) and its HTML are still written, and
@@ -136,6 +158,9 @@ def execute_notebook(
         quick: Passed to the notebook as ``quick`` (small sizes, for tests and smoke runs).
         kernel_name: The Jupyter kernel to run; None uses the notebook's own kernelspec.
         timeout: Seconds one *cell* may run before the execution is stopped; None: no limit.
+        figures: Also write the notebook's plotly figures to ``<stem>/figures/``.
+        static_figures: PNG (True), interactive HTML (False), or PNG where Chromium and
+            Kaleido are available (None); see :func:`lab.report.figures.export_figures`.
 
     Returns:
         The :class:`ExecutedNotebook`.
@@ -169,6 +194,7 @@ def execute_notebook(
     stale = [nb_dir / f"{name}.findings.json", html_path, *nb_dir.glob(f"{glob.escape(name)}*.trace.json")]
     for old in stale:
         old.unlink(missing_ok=True)
+    shutil.rmtree(nb_dir / "figures", ignore_errors=True)
 
     all_parameters = {"quick": bool(quick), "output_dir": str(nb_dir), **params}
     error: str | None = None
@@ -212,6 +238,21 @@ def execute_notebook(
         export_error = f"HTML export failed: {type(exc).__name__}: {exc}"
         error = export_error if error is None else f"{error}; {export_error}"
 
+    figure_paths: tuple[Path, ...] = ()
+    figure_titles: tuple[str, ...] = ()
+    figures_note: str | None = None
+    if figures:
+        from lab.report.figures import export_figures
+
+        try:
+            exported_figures = export_figures(executed_path, nb_dir / "figures", prefix=name, static=static_figures)
+        except Exception as exc:  # noqa: BLE001 - figures are an extra: the notebook's result stands
+            logger.exception("exporting the figures of %s failed", executed_path)
+            figures_note = f"figure export failed: {type(exc).__name__}: {exc}"
+        else:
+            figure_paths, figures_note = exported_figures.paths, exported_figures.note
+            figure_titles = exported_figures.titles
+
     return ExecutedNotebook(
         name=name,
         notebook_path=executed_path,
@@ -221,6 +262,9 @@ def execute_notebook(
         error=error,
         duration_s=duration,
         source_path=source,
+        figures=figure_paths,
+        figures_note=figures_note,
+        figure_titles=figure_titles,
     )
 
 
@@ -289,6 +333,7 @@ def _make_preprocessor() -> Any:
         def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             figures = 0
             math = False
+            nb.metadata.pop("widgets", None)  # saved widget state would need the widgets' JS from a CDN
             for cell in nb.cells:
                 if cell.cell_type == "markdown":
                     math = math or bool(_MATH_RE.search(_joined(cell.source)))
@@ -303,6 +348,8 @@ def _make_preprocessor() -> Any:
                     if data is None:
                         kept.append(output)
                         continue
+                    if WIDGET_MIMETYPE in data:  # no widget manager offline: show the other representation
+                        data.pop(WIDGET_MIMETYPE)
                     if PLOTLY_MIMETYPE in data:
                         data["text/html"] = _figure_html(data[PLOTLY_MIMETYPE])
                         data.pop("application/javascript", None)  # would win over text/html
