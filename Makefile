@@ -78,6 +78,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/dispatch_overhead.py
 	$(PY) benchmarks/pipeline_efficiency.py
 	$(PY) benchmarks/timing_accuracy.py
+	$(PY) benchmarks/prediction_accuracy.py
 
 ## GPU checks on a lent CUDA machine (prints "gpu_check: skipped: no CUDA (...)" and succeeds without one).
 ## The venv pins the CPU build of torch; on a GPU machine install a CUDA build of torch 2.13.0 first.

@@ -1,4 +1,4 @@
-"""``python -m lab``: ``bench`` (benchmark_app-like), ``report`` (run every notebook), ``lab`` (JupyterLab)."""
+"""``python -m lab``: ``bench`` (benchmark_app-like), ``advise``, ``report`` (all notebooks), ``lab`` (JupyterLab)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="run notebooks with quick=True (small sizes)")
     r.add_argument("--only", nargs="*", help="notebook stems to run")
 
+    w = sub.add_parser("sweep", help="run a grid of bench runs or notebooks on Dask distributed")
+    w.add_argument("grid", help="the grid file (YAML; see examples/sweep_grid.yaml)")
+    w.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler (default: a LocalCluster on this machine)")
+    w.add_argument("--workers", type=_positive("workers"), default=1,
+                   help="LocalCluster worker processes, one thread each (default 1: runs never overlap)")
+    w.add_argument("--output", default=None, help="output folder (default: reports/sweeps/<grid name>)")
+
+    from lab.analysis.cli import add_advise_parser  # light: no backend imported until it runs
+
+    add_advise_parser(sub, _positive)
+
     j = sub.add_parser("lab", help="start JupyterLab on the notebooks")
     j.add_argument("--port", type=int, default=8888)
     j.add_argument("extra", nargs=argparse.REMAINDER)
@@ -140,6 +152,7 @@ def _bench(args: argparse.Namespace) -> int:
         "batch_sizes": m.get("batch_sizes"),
         "load": m.get("load"),
         "config": {**result.config, **runtime.describe()},
+        **_prediction(result, config),
         "environment": collect_environment(),
         "measurement": {
             "clock": "time.perf_counter_ns (host)",
@@ -152,6 +165,9 @@ def _bench(args: argparse.Namespace) -> int:
     print(result.summary())
     acc = doc["accuracy"]
     print(f"  accuracy {acc:.4f}" if acc is not None else "  accuracy n/a (no labels)")
+    if doc.get("predicted_rps") is not None:
+        print(f"  predicted {doc['predicted_rps']:,.1f} req/s from this run's stage times (virtual-time twin, "
+              f"{doc['prediction_error']:+.1%}); bottleneck bound {doc['bound_rps']:,.1f} req/s")
     if args.json_path:
         from lab.findings import _clean
 
@@ -162,6 +178,19 @@ def _bench(args: argparse.Namespace) -> int:
     if args.trace_path:
         print(f"  wrote {result.trace.save_chrome(args.trace_path)} (open in https://ui.perfetto.dev)")
     return 0 if result.metrics.errors == 0 else 1
+
+
+def _prediction(result: Any, config: Any) -> dict[str, Any]:
+    """``bound_rps``, ``predicted_rps``, ``prediction_error`` (lab.analysis.cli.bench_prediction)."""
+    from lab.analysis.cli import bench_prediction
+
+    return bench_prediction(result, config)
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from lab.analysis.cli import run_advise
+
+    return run_advise(args)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -175,6 +204,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from lab.sweep import load_grid, run_sweep
+
+    spec = load_grid(args.grid)
+    out = args.output or os.path.join("reports", "sweeps", spec.name)
+    where = args.scheduler or f"a LocalCluster of {args.workers} single-threaded worker(s)"
+    print(f"{spec.name}: {len(spec.expand())} {spec.kind} points on {where}")
+
+    def show(row: dict[str, Any]) -> None:
+        status = "ok" if row.get("ok") else f"FAILED: {row.get('error')}"
+        rps = f", {row['throughput_rps']:,.1f} req/s" if isinstance(row.get("throughput_rps"), float) else ""
+        print(f"  p{row['point']:03d} on {row.get('worker')}: {status} ({row['duration_s']:.1f} s{rps})")
+
+    result = run_sweep(spec, out, scheduler=args.scheduler, workers=args.workers, on_row=show)
+    print(f"wrote {result.output_dir / 'sweep.csv'} and {result.index_path}")
+    return 0 if result.ok else 1
+
+
 def _lab(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -186,7 +233,7 @@ def _lab(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status. Errors the user can fix print one line, no traceback."""
     args = build_parser().parse_args(argv)
-    handlers = {"bench": _bench, "report": _report, "lab": _lab}
+    handlers = {"bench": _bench, "report": _report, "lab": _lab, "advise": _advise, "sweep": _sweep}
     try:
         return handlers[args.command](args)
     except LabError as exc:

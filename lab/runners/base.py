@@ -159,6 +159,10 @@ def build_result(mode: str, *, runtime: Runtime, outputs: list[list[np.ndarray] 
     if predictions is not None:
         preds = _stack_predictions(predictions)
     metrics = compute_metrics(records, trace.spans, num_cold=num_cold, extra={**(extra or {}), "num_cold": num_cold})
+    from lab.analysis.littles import check_littles_law  # lazy: lab.analysis imports lab.metrics
+
+    # every measured run: in flight = throughput x latency, or a logged warning (lab.analysis.littles)
+    metrics.extra["littles_law"] = check_littles_law(records, metrics)
     trace.metadata.update({"mode": mode, "device": runtime.device, "runtime": runtime.name, **config})
     return RunResult(mode=mode, outputs=outputs, predictions=preds, sample_indices=sample_indices, warmup=warmup,
                      errors=errors, records=records, trace=trace, metrics=metrics, config=config)
