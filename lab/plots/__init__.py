@@ -10,6 +10,7 @@ from lab.plots.analysis import (
     plot_utilization,
 )
 from lab.plots.distributions import ecdf, plot_latency_cdf, plot_latency_histogram
+from lab.plots.roofline import plot_bandwidth, plot_rate_sweep, plot_roofline
 from lab.plots.timeline import STAGE_COLORS, plot_timeline, plot_timelines, stage_color, timeline_frame
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "plot_throughput_vs_workers",
     "plot_timeline",
     "plot_timelines",
+    "plot_bandwidth",
+    "plot_rate_sweep",
+    "plot_roofline",
     "plot_utilization",
     "stage_color",
     "timeline_frame",
