@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lab.analysis.cli import add_advise_parser  # light: no backend imported until it runs
 
-    add_advise_parser(sub, _positive)
+    add_advise_parser(sub, _positive, _nonnegative)
 
     j = sub.add_parser("lab", help="start JupyterLab on the notebooks")
     j.add_argument("--port", type=int, default=8888)

@@ -74,8 +74,9 @@ def bench_prediction(result: Any, config: Any) -> dict[str, Any]:
     return out
 
 
-def add_advise_parser(sub: Any, positive: Any) -> argparse.ArgumentParser:
-    """Add the ``advise`` subcommand to ``sub`` (``positive(name)`` builds an integer >= 1 argument type)."""
+def add_advise_parser(sub: Any, positive: Any, nonnegative: Any) -> argparse.ArgumentParser:
+    """Add the ``advise`` subcommand to ``sub`` (the CLI's own argument types: ``positive(name)``
+    builds an integer >= 1 type, ``nonnegative`` parses an integer >= 0)."""
     a = sub.add_parser("advise", help="measure one run, predict other configurations, recommend one")
     a.add_argument("--model", default="digits", help="workload name (e.g. digits)")
     a.add_argument("--runtime", default="simnpu", help="runtime name: simnpu (the simulated NPU), onnx, ...")
@@ -83,7 +84,7 @@ def add_advise_parser(sub: Any, positive: Any) -> argparse.ArgumentParser:
     a.add_argument("--pe-mode", choices=["single", "fused"], default=None, help="simulated NPU PE mode")
     a.add_argument("--workers", type=positive("workers"), default=2, help="workers of the measured reference run")
     a.add_argument("--requests", type=positive("requests"), default=200, help="requests of the reference run")
-    a.add_argument("--warmup", type=_nonnegative, default=8)
+    a.add_argument("--warmup", type=nonnegative, default=8)
     a.add_argument("--goal", choices=["throughput", "latency"], default="throughput")
     a.add_argument("--max-workers", type=positive("max-workers"), default=8)
     a.add_argument("--batches", default="1,2,4,8,16", help="batch sizes to consider (simulated NPU)")
@@ -92,16 +93,6 @@ def add_advise_parser(sub: Any, positive: Any) -> argparse.ArgumentParser:
     a.add_argument("--verify", action="store_true", help="measure the recommended worker count and print the error")
     a.add_argument("--json", dest="json_path", help="write everything as JSON here")
     return a
-
-
-def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"warmup must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"warmup must be >= 0, got {value}")
-    return value
 
 
 def _batches(text: str) -> list[int]:
