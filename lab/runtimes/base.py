@@ -131,6 +131,20 @@ class BaseRuntime:
     def __init__(self) -> None:
         self._closed = False
         self._async: Any = None
+        self._lanes: dict[int, tuple[str, str, str]] = {}  # slot -> its (h2d, device, d2h) lane names
+
+    def _record_stages(self, profiler: Profiler, slot: int, request_id: int, t0: int, t1: int, t2: int,
+                       t3: int) -> None:
+        """Record upload ``[t0, t1)``, compute ``[t1, t2)`` and download ``[t2, t3)`` on the slot's lanes.
+
+        One ``list.extend`` of three tuples: the cheapest way to record three spans on the hot path.
+        """
+        lanes = self._lanes.get(slot)
+        if lanes is None:
+            lanes = self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
+        profiler._rows.extend(((lanes[0], "upload", request_id, t0, t1, None),
+                               (lanes[1], "compute", request_id, t1, t2, None),
+                               (lanes[2], "download", request_id, t2, t3, None)))
 
     def _async_runtime(self) -> Any:
         self._check_open()

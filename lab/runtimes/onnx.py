@@ -141,7 +141,6 @@ class OnnxRuntime(BaseRuntime):
         self.device = f"cpu ({ort.get_device()}, onnxruntime {ort.__version__})"
         self._slots: dict[tuple[int, int], _Slot] = {}
         self._slots_lock = threading.Lock()
-        self._lanes: dict[int, tuple[str, str, str]] = {}
         self._out_names = [o.name for o in self.outputs]
         # single-input models whose only dynamic axis is the batch: validated by _fast_feed
         self._fast: tuple[str, np.dtype[Any], tuple[int, ...], int] | None = None
@@ -221,13 +220,7 @@ class OnnxRuntime(BaseRuntime):
         outputs = s.binding.copy_outputs_to_cpu()
         t3 = clock()
         if profiler is not None and profiler.enabled:
-            lanes = self._lanes.get(slot)
-            if lanes is None:
-                lanes = self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
-            # one list.extend of three tuples: the cheapest way to record three spans
-            profiler._rows.extend(((lanes[0], "upload", request_id, t0, t1, None),
-                                   (lanes[1], "compute", request_id, t1, t2, None),
-                                   (lanes[2], "download", request_id, t2, t3, None)))
+            self._record_stages(profiler, slot, request_id, t0, t1, t2, t3)
         return outputs
 
     def describe(self) -> dict[str, Any]:

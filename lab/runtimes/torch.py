@@ -322,7 +322,6 @@ class TorchRuntime(BaseRuntime):
         self.device = f"cpu (torch {torch.__version__}, {torch.get_num_threads()} intra-op threads)"
         self._slots: dict[tuple[int, int], _Slot] = {}
         self._slots_lock = threading.Lock()
-        self._lanes: dict[int, tuple[str, str, str]] = {}
         self._inference_mode = torch.inference_mode
         self._tensor_type = torch.Tensor
         self._fast: tuple[np.dtype[Any], tuple[int | None, ...], int] | None = None
@@ -425,12 +424,7 @@ class TorchRuntime(BaseRuntime):
             outputs = [o.numpy().copy() for o in model_outputs(out)]
         t3 = clock()
         if profiler is not None and profiler.enabled:
-            lanes = self._lanes.get(slot)
-            if lanes is None:
-                lanes = self._lanes.setdefault(slot, (f"h2d/{slot}", f"device/{slot}", f"d2h/{slot}"))
-            profiler._rows.extend(((lanes[0], "upload", request_id, t0, t1, None),
-                                   (lanes[1], "compute", request_id, t1, t2, None),
-                                   (lanes[2], "download", request_id, t2, t3, None)))
+            self._record_stages(profiler, slot, request_id, t0, t1, t2, t3)
         return outputs
 
     def synchronize(self) -> None:
