@@ -33,6 +33,7 @@ from lab.profiler import Profiler
 from lab.runtimes.base import BaseRuntime, Inputs, TensorSpec, check_inputs
 
 __all__ = [
+    "TorchConstructors",
     "TORCH_WORKLOADS",
     "TorchRuntime",
     "TorchWorkload",
@@ -251,7 +252,56 @@ class _Slot:
         self.views = views
 
 
-class TorchRuntime(BaseRuntime):
+class TorchConstructors:
+    """``from_workload`` / ``from_state_dict`` for the PyTorch runtimes (CPU and CUDA).
+
+    ``load_ns`` covers building the model and reading the weights as well as the
+    constructor's own work. Subclasses check their device first in :meth:`_check_device`.
+    """
+
+    @classmethod
+    def _check_device(cls, options: dict[str, Any]) -> None:
+        """Raise before any weights are read if the device is missing (nothing to check on the CPU)."""
+
+    @classmethod
+    def from_workload(cls, name: str = "digits", *, data_dir: str | os.PathLike[str] | None = None,
+                      **options: Any) -> Any:
+        """The runtime for a shipped workload, built in PyTorch with its weights (e.g. ``"digits"``).
+
+        Raises:
+            ConfigError: unknown workload.
+            ModelLoadError: the weights are missing or do not fit.
+            RuntimeUnavailable: the device is missing (checked first).
+        """
+        cls._check_device(options)
+        clock = options.get("clock", host_clock)
+        t0 = clock()
+        model, wl = load_workload_model(name, data_dir)
+        t1 = clock()
+        rt = cls(model, inputs=wl.inputs, outputs=wl.outputs, model_name=name, **options)  # type: ignore[call-arg]
+        rt.load_ns += t1 - t0
+        return rt
+
+    @classmethod
+    def from_state_dict(cls, path: str | os.PathLike[str], builder: Callable[[], Any], **options: Any) -> Any:
+        """``builder()`` with the weights stored at ``path``; ``options`` as for the constructor.
+
+        Raises:
+            ModelLoadError: the file is missing or its weights do not fit the model.
+            RuntimeUnavailable: the device is missing (checked first).
+        """
+        cls._check_device(options)
+        clock = options.get("clock", host_clock)
+        t0 = clock()
+        model = load_state_dict_model(path, builder)
+        t1 = clock()
+        options.setdefault("model_name", Path(path).stem)
+        rt = cls(model, **options)  # type: ignore[call-arg]
+        rt.load_ns += t1 - t0
+        return rt
+
+
+class TorchRuntime(TorchConstructors, BaseRuntime):
     """A PyTorch model on the CPU (eager, or ``torch.compile``), behind the lab's runtime protocol.
 
     Args:
@@ -335,42 +385,6 @@ class TorchRuntime(BaseRuntime):
         mode = None if self.compile is True else str(self.compile)
         with map_torch_exceptions(f"torch.compile failed for {self.model_name}", ModelLoadError):
             return torch.compile(model, mode=mode)
-
-    # -- constructors ------------------------------------------------------------------
-    @classmethod
-    def from_workload(cls, name: str = "digits", *, data_dir: str | os.PathLike[str] | None = None,
-                      **options: Any) -> TorchRuntime:
-        """The runtime for a shipped workload, built in PyTorch with its weights (e.g. ``"digits"``).
-
-        ``load_ns`` covers building the model and reading the weights.
-
-        Raises:
-            ConfigError: unknown workload.
-            ModelLoadError: the weights are missing or do not fit.
-        """
-        clock = options.get("clock", host_clock)
-        t0 = clock()
-        model, wl = load_workload_model(name, data_dir)
-        t1 = clock()
-        rt = cls(model, inputs=wl.inputs, outputs=wl.outputs, model_name=name, **options)
-        rt.load_ns += t1 - t0
-        return rt
-
-    @classmethod
-    def from_state_dict(cls, path: str | os.PathLike[str], builder: Callable[[], Any], **options: Any) -> TorchRuntime:
-        """``builder()`` with the weights stored at ``path``; ``options`` as for the constructor.
-
-        Raises:
-            ModelLoadError: the file is missing or its weights do not fit the model.
-        """
-        clock = options.get("clock", host_clock)
-        t0 = clock()
-        model = load_state_dict_model(path, builder)
-        t1 = clock()
-        options.setdefault("model_name", Path(path).stem)
-        rt = cls(model, **options)
-        rt.load_ns += t1 - t0
-        return rt
 
     # -- requests ----------------------------------------------------------------------
     def _slot(self, slot: int, arrays: list[np.ndarray]) -> _Slot:

@@ -31,13 +31,11 @@ torch is imported lazily: ``import lab`` never imports it.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -48,11 +46,10 @@ from lab.errors import ConfigError, LabError, ModelLoadError, RequestTimeout
 from lab.profiler import Profiler
 from lab.runtimes.base import BaseRuntime, Inputs, TensorSpec, check_inputs
 from lab.runtimes.torch import (
+    TorchConstructors,
     _output_specs,
     _specs_from_example,
     example_feed,
-    load_state_dict_model,
-    load_workload_model,
     map_torch_exceptions,
     model_outputs,
     numpy_dtype,
@@ -263,7 +260,7 @@ class CudaJob:
                 rt._release_events(events)
 
 
-class TorchCudaRuntime(BaseRuntime):
+class TorchCudaRuntime(TorchConstructors, BaseRuntime):
     """A PyTorch model on a CUDA GPU with copy/compute streams and per-slot double buffering.
 
     Args:
@@ -361,35 +358,11 @@ class TorchCudaRuntime(BaseRuntime):
         props = torch.cuda.get_device_properties(dev)
         self.device = f"{dev} ({props.name}, torch {torch.__version__}, CUDA {torch.version.cuda})"
 
-    # -- constructors ------------------------------------------------------------------
     @classmethod
-    def from_workload(cls, name: str = "digits", *, data_dir: str | os.PathLike[str] | None = None,
-                      **options: Any) -> TorchCudaRuntime:
-        """The runtime for a shipped workload (e.g. ``"digits"``), weights loaded, moved to the GPU.
+    def _check_device(cls, options: dict[str, Any]) -> None:
+        from lab.cuda_clock import import_torch_cuda  # lazy: imports torch
 
-        Raises:
-            RuntimeUnavailable: no CUDA (checked first, before the weights are read).
-        """
-        from lab.cuda_clock import import_torch_cuda
-
-        import_torch_cuda(options.get("device"))
-        clock = options.get("clock", host_clock)
-        t0 = clock()
-        model, wl = load_workload_model(name, data_dir)
-        t1 = clock()
-        rt = cls(model, inputs=wl.inputs, outputs=wl.outputs, model_name=name, **options)
-        rt.load_ns += t1 - t0
-        return rt
-
-    @classmethod
-    def from_state_dict(cls, path: str | os.PathLike[str], builder: Callable[[], Any],
-                        **options: Any) -> TorchCudaRuntime:
-        """``builder()`` with the weights stored at ``path``, on the GPU."""
-        from lab.cuda_clock import import_torch_cuda
-
-        import_torch_cuda(options.get("device"))
-        options.setdefault("model_name", Path(path).stem)
-        return cls(load_state_dict_model(path, builder), **options)
+        import_torch_cuda(options.get("device"))  # RuntimeUnavailable without CUDA, before the weights are read
 
     # -- buffers and events ------------------------------------------------------------------
     def _state(self, slot: int) -> _SlotState:
