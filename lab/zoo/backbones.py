@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.errors import ConfigError
 from lab.zoo.blocks import _torch_classes as _block_classes
-from lab.zoo.blocks import calibrate_batchnorm, init_weights, make_divisible, seeded
+from lab.zoo.blocks import calibrate_batchnorm, init_weights, make_divisible, publish_classes, seeded
 
 if TYPE_CHECKING:  # torch is imported lazily: ``import lab.zoo`` must never import it
     from torch import nn
@@ -270,12 +270,8 @@ def _torch_classes() -> dict[str, type]:
             x = torch.flatten(self._avg_pooling(x), 1)
             return self._fc(self._dropout(x))
 
-    classes: dict[str, type] = {}
-    for cls in (ResNet, MobileNetV2, MobileNetV3, EfficientNet, SameConv2d, LiteMBConv, EfficientNetLite):
-        cls.__module__ = __name__
-        cls.__qualname__ = cls.__name__  # picklable as lab.zoo.backbones.<Name> (served by __getattr__)
-        classes[cls.__name__] = cls
-    return classes
+    return publish_classes(__name__, (ResNet, MobileNetV2, MobileNetV3, EfficientNet, SameConv2d, LiteMBConv,
+                                      EfficientNetLite))
 
 
 def __getattr__(name: str) -> Any:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -303,13 +303,19 @@ def _torch_classes() -> dict[str, type]:
                 out = self.stochastic_depth(out) + x
             return out
 
-    classes: dict[str, type] = {}
-    for cls in (ConvNormActivation, SqueezeExcitation, StochasticDepth, BasicBlock, Bottleneck,
-                InvertedResidual, InvertedResidualV3, MBConv):
-        cls.__module__ = __name__
-        cls.__qualname__ = cls.__name__  # picklable as lab.zoo.blocks.<Name> (served by __getattr__)
-        classes[cls.__name__] = cls
-    return classes
+    return publish_classes(__name__, (ConvNormActivation, SqueezeExcitation, StochasticDepth, BasicBlock,
+                                      Bottleneck, InvertedResidual, InvertedResidualV3, MBConv))
+
+
+def publish_classes(module: str, classes: Sequence[type]) -> dict[str, type]:
+    """Name classes built inside a function as ``<module>.<Name>`` (so they pickle, served by the
+    module's ``__getattr__``) and return them by name."""
+    published: dict[str, type] = {}
+    for cls in classes:
+        cls.__module__ = module
+        cls.__qualname__ = cls.__name__
+        published[cls.__name__] = cls
+    return published
 
 
 def __getattr__(name: str) -> Any:
